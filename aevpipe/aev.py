@@ -1,0 +1,64 @@
+"""AEVs with TorchANI's own AEVComputer: the only module that builds TorchANI objects.
+
+CUDA when asked or when `auto` finds it; TorchANI's cuAEV kernels when they are
+built, its pure-PyTorch path otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
+
+import torch  # noqa: E402
+import torchani  # noqa: E402
+
+from aevpipe.config import AEVParams  # noqa: E402
+from aevpipe.errors import AevpipeError  # noqa: E402
+
+TORCHANI_VERSION = torchani.__version__
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when torch sees it, else CPU; 'cuda' without CUDA is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AevpipeError("--device cuda asked for, but torch sees no CUDA device")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise AevpipeError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def build_aev_computer(params: AEVParams, device: torch.device) -> torchani.AEVComputer:
+    """TorchANI's AEVComputer for `params`, on `device`."""
+    computer = torchani.AEVComputer.from_constants(
+        radial_cutoff=params.Rcr,
+        angular_cutoff=params.Rca,
+        radial_eta=params.EtaR,
+        radial_shifts=list(params.ShfR),
+        angular_eta=params.EtaA,
+        angular_zeta=params.Zeta,
+        angular_shifts=list(params.ShfA),
+        sections=list(params.ShfZ),
+        num_species=len(params.elements),
+        strategy="auto" if device.type == "cuda" else "pyaev",
+        cutoff_fn=params.cutoff_fn,
+    )
+    if computer.out_dim != params.aev_length:
+        raise AssertionError(f"AEV length {computer.out_dim} != {params.aev_length}")
+    return computer.to(device)
+
+
+@torch.no_grad()
+def compute_aevs(
+    computer: torchani.AEVComputer, species: torch.Tensor, coordinates: torch.Tensor
+) -> torch.Tensor:
+    """AEVs (n, A, L) float32 of conformations `coordinates` (n, A, 3) Angstrom.
+
+    `species` (n, A) holds indices into the element order of the computer.
+    """
+    device = computer.radial.shifts.device
+    species = species.to(device, torch.long)
+    coordinates = coordinates.to(device, torch.float32)
+    return computer(species, coordinates)

@@ -1,0 +1,219 @@
+"""Reader of ANI-1-style HDF5 files: the release layout and the flat later layout.
+
+Release layout (ANI-1): /gdb11_sNN/<molecule>/{coordinates (C,A,3) Angstrom,
+energies (C,) Hartree, species (A,) bytes}, other datasets ignored. Flat layout
+(ANI-1x, ANI-2x): one group per formula, species (A,) symbols or (C,A) atomic numbers.
+Any group holding `coordinates`, `energies` or `species` is a molecule group.
+
+The reader opens its file lazily and drops the handle when pickled, so it travels to
+worker processes. It imports no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from aevpipe.elements import ATOMIC_NUMBER, formula, symbol_of
+from aevpipe.errors import InputError
+
+REQUIRED = ("coordinates", "energies", "species")
+
+
+@dataclass(frozen=True)
+class MoleculeInfo:
+    """One molecule group of a file: where it is and its shape."""
+
+    file: str
+    group: str
+    n_conformations: int
+    n_atoms: int
+    symbols: tuple[str, ...]  # of the first conformation, source atom order
+    formula: str
+
+
+@dataclass
+class Block:
+    """Conformations [start, stop) of one molecule group."""
+
+    coordinates: np.ndarray  # (n, A, 3) float32 Angstrom
+    energies: np.ndarray  # (n,) float64 Hartree
+    symbols: np.ndarray  # (n, A) str, element symbols in source atom order
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _decode_symbols(raw: np.ndarray, file: str, group: str) -> np.ndarray:
+    """Species dataset (bytes, str or atomic numbers) as an array of symbols."""
+    if raw.dtype.kind in "iu":
+        try:
+            return np.vectorize(symbol_of, otypes=[object])(raw).astype(str)
+        except ValueError as exc:
+            raise InputError(file, group, f"species: {exc}") from None
+    if raw.dtype.kind in "SO":
+        raw = np.array(
+            [s.decode() if isinstance(s, bytes) else str(s) for s in raw.ravel()]
+        ).reshape(raw.shape)
+    symbols = np.char.strip(raw.astype(str))
+    unknown = sorted(set(symbols.ravel()) - set(ATOMIC_NUMBER))
+    if unknown:
+        raise InputError(file, group, f"species: unknown element symbol(s) {unknown}")
+    return symbols
+
+
+class ANI1File:
+    """A lazily opened ANI-1-style HDF5 file; use as a context manager."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._h5: h5py.File | None = None
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None:
+            p = Path(self.path)
+            if not p.exists():
+                raise InputError(self.path, None, "no such file")
+            if p.is_dir():
+                raise InputError(self.path, None, "is a directory, not an HDF5 file")
+            if not h5py.is_hdf5(self.path):
+                raise InputError(self.path, None, "not an HDF5 file")
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def close(self) -> None:
+        """Close the handle; the reader reopens on next use."""
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+    def __enter__(self) -> ANI1File:
+        self._file()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_h5": None}
+
+    def _groups(self) -> Iterator[h5py.Group]:
+        found: list[h5py.Group] = []
+
+        def visit(group: h5py.Group) -> None:
+            names = sorted(group.keys(), key=_natural_key)
+            if any(k in group and isinstance(group[k], h5py.Dataset) for k in REQUIRED):
+                found.append(group)
+                return
+            for name in names:
+                item = group.get(name)
+                if isinstance(item, h5py.Group):
+                    visit(item)
+
+        visit(self._file())
+        return iter(found)
+
+    def scan(self) -> Iterator[tuple[str, MoleculeInfo | InputError]]:
+        """Each molecule group with its info, or the InputError that rules it out.
+
+        File-level problems (missing, not HDF5, no molecule groups) raise at once.
+        """
+        groups = list(self._groups())
+        if not groups:
+            raise InputError(
+                self.path,
+                None,
+                "no molecule groups (coordinates, energies, species) found",
+            )
+        for g in groups:
+            try:
+                yield g.name, self._inspect(g)
+            except InputError as exc:
+                yield g.name, exc
+
+    def molecules(self) -> list[MoleculeInfo]:
+        """Every molecule group, checked for structure (not for values)."""
+        out = []
+        for _, info in self.scan():
+            if isinstance(info, InputError):
+                raise info
+            out.append(info)
+        return out
+
+    def _inspect(self, g: h5py.Group) -> MoleculeInfo:
+        name = g.name
+        missing = [k for k in REQUIRED if not isinstance(g.get(k), h5py.Dataset)]
+        if missing:
+            raise InputError(self.path, name, f"missing dataset(s) {missing}")
+        coords, energies, species = (g[k] for k in REQUIRED)
+        if coords.ndim != 3 or coords.shape[2] != 3:
+            raise InputError(
+                self.path, name, f"coordinates must be (C, A, 3), got {coords.shape}"
+            )
+        n_conf, n_atoms = coords.shape[:2]
+        if n_conf == 0 or n_atoms == 0:
+            raise InputError(self.path, name, "empty group (no conformations or atoms)")
+        if energies.shape != (n_conf,):
+            raise InputError(
+                self.path,
+                name,
+                f"energies shape {energies.shape} "
+                f"disagrees with coordinates {coords.shape}",
+            )
+        if species.shape not in ((n_atoms,), (n_conf, n_atoms)):
+            raise InputError(
+                self.path,
+                name,
+                f"species shape {species.shape} "
+                f"disagrees with coordinates {coords.shape}",
+            )
+        symbols = _decode_symbols(species[()], self.path, name)
+        if symbols.ndim == 2:
+            first = sorted(symbols[0])
+            if any(sorted(row) != first for row in symbols):
+                raise InputError(
+                    self.path, name, "conformations of one group differ in composition"
+                )
+            symbols = symbols[0]
+        return MoleculeInfo(
+            file=self.path,
+            group=name,
+            n_conformations=int(n_conf),
+            n_atoms=int(n_atoms),
+            symbols=tuple(symbols.tolist()),
+            formula=formula(list(symbols)),
+        )
+
+    def read(self, group: str, start: int, stop: int) -> Block:
+        """Conformations [start, stop) of `group`: coordinates, energies, symbols."""
+        g = self._file()[group]
+        coords = np.asarray(g["coordinates"][start:stop], dtype=np.float32)
+        energies = np.asarray(g["energies"][start:stop], dtype=np.float64)
+        species = g["species"]
+        raw = species[()] if species.ndim == 1 else species[start:stop]
+        symbols = _decode_symbols(raw, self.path, group)
+        if symbols.ndim == 1:
+            symbols = np.broadcast_to(symbols, coords.shape[:2])
+        return Block(coordinates=coords, energies=energies, symbols=symbols)
+
+    def check_finite(self, group: str, block_size: int) -> None:
+        """InputError when any coordinate or energy of `group` is NaN or infinite."""
+        g = self._file()[group]
+        n = g["energies"].shape[0]
+        for start in range(0, n, block_size):
+            stop = min(n, start + block_size)
+            for key in ("coordinates", "energies"):
+                values = g[key][start:stop]
+                if not np.isfinite(values).all():
+                    bad = start + int(np.argwhere(~np.isfinite(values))[0][0])
+                    raise InputError(
+                        self.path,
+                        group,
+                        f"{key} has NaN or infinite values (conformation {bad})",
+                    )

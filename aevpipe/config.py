@@ -1,0 +1,174 @@
+"""Frozen settings: AEV parameters (ANI-1x and ANI-2x presets), TOML loading.
+
+An `AEVParams` travels with every shard store and every trained model, so that a
+reader can refuse features made with other parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _linspace(start: float, stop: float, steps: int) -> tuple[float, ...]:
+    # The same pure-Python formula TorchANI uses, so presets match it bit for bit.
+    return tuple(start + ((stop - start) / steps) * j for j in range(steps))
+
+
+def _sections(n: int) -> tuple[float, ...]:
+    start = math.pi / n / 2
+    return _linspace(start, math.pi + start, n)
+
+
+@dataclass(frozen=True)
+class AEVParams:
+    """Parameters of ANI's radial and angular symmetry functions, and the elements.
+
+    Names follow the ANI papers: Rcr/Rca cutoffs (Angstrom), EtaR/ShfR radial width
+    and shifts, EtaA/Zeta/ShfA/ShfZ angular width, sharpness, radial shifts and
+    angle sections (radians).
+    """
+
+    elements: tuple[str, ...]
+    Rcr: float
+    Rca: float
+    EtaR: float
+    ShfR: tuple[float, ...]
+    EtaA: float
+    Zeta: float
+    ShfA: tuple[float, ...]
+    ShfZ: tuple[float, ...]
+    cutoff_fn: str = "cosine"
+
+    def __post_init__(self) -> None:
+        for name in ("elements", "ShfR", "ShfA", "ShfZ"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.elements:
+            raise ValueError("AEV parameters need at least one element")
+        if len(set(self.elements)) != len(self.elements):
+            raise ValueError(f"repeated element in {list(self.elements)}")
+        if not 0 < self.Rca < self.Rcr:
+            raise ValueError(f"need 0 < Rca < Rcr, got Rca={self.Rca} Rcr={self.Rcr}")
+        if not (self.ShfR and self.ShfA and self.ShfZ):
+            raise ValueError("ShfR, ShfA and ShfZ must not be empty")
+        if self.cutoff_fn not in ("cosine", "smooth"):
+            raise ValueError(
+                f"cutoff_fn must be 'cosine' or 'smooth': {self.cutoff_fn}"
+            )
+
+    @property
+    def aev_length(self) -> int:
+        """Values per atom: radial per element plus angular per element pair."""
+        n = len(self.elements)
+        radial = len(self.ShfR) * n
+        angular = len(self.ShfA) * len(self.ShfZ) * n * (n + 1) // 2
+        return radial + angular
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AEVParams:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown AEV parameter(s): {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def ani1x(cls) -> AEVParams:
+        """ANI-1x parameters: H, C, N, O; 384 values per atom."""
+        return cls(
+            elements=("H", "C", "N", "O"),
+            Rcr=5.2,
+            Rca=3.5,
+            EtaR=16.0,
+            ShfR=_linspace(0.9, 5.2, 16),
+            EtaA=8.0,
+            Zeta=32.0,
+            ShfA=_linspace(0.9, 3.5, 4),
+            ShfZ=_sections(8),
+        )
+
+    @classmethod
+    def ani2x(cls) -> AEVParams:
+        """ANI-2x parameters: H, C, N, O, S, F, Cl; 1008 values per atom."""
+        return cls(
+            elements=("H", "C", "N", "O", "S", "F", "Cl"),
+            Rcr=5.1,
+            Rca=3.5,
+            EtaR=19.7,
+            ShfR=_linspace(0.8, 5.1, 16),
+            EtaA=12.5,
+            Zeta=14.1,
+            ShfA=_linspace(0.8, 3.5, 8),
+            ShfZ=_sections(4),
+        )
+
+
+AEV_PRESETS = {"ani1x": AEVParams.ani1x, "ani2x": AEVParams.ani2x}
+
+
+def load_aev_params(preset: str = "ani1x", toml_path: Path | None = None) -> AEVParams:
+    """AEV parameters from a preset, overridden by an `[aev]` table of a TOML file."""
+    if preset not in AEV_PRESETS:
+        raise ValueError(
+            f"unknown AEV preset {preset!r}; choose from {list(AEV_PRESETS)}"
+        )
+    params = AEV_PRESETS[preset]().to_dict()
+    if toml_path is not None:
+        params.update(read_toml(toml_path).get("aev", {}))
+    return AEVParams.from_dict(params)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; ValueError with the path when it cannot be parsed."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How conformations are assigned to train/valid/test, once, deterministically."""
+
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    by: str = "conformation"  # or "molecule"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        if len(self.fractions) != 3 or any(f < 0 for f in self.fractions):
+            raise ValueError(
+                f"split needs three non-negative fractions: {self.fractions}"
+            )
+        if abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1: {self.fractions}")
+        if self.by not in ("conformation", "molecule"):
+            raise ValueError(f"split-by must be conformation or molecule: {self.by}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fractions": list(self.fractions), "seed": self.seed, "by": self.by}
+
+
+@dataclass(frozen=True)
+class FeaturizeSettings:
+    """Everything `featurize` needs besides the input files and the output folder."""
+
+    aev: AEVParams = field(default_factory=AEVParams.ani1x)
+    split: SplitSettings = field(default_factory=SplitSettings)
+    block_size: int = 2048  # conformations per work unit: bounds memory
+    chunk_rows: int = 4096  # rows per Zarr chunk of the AEV arrays
+    device: str = "auto"
+    skip_invalid: bool = False

@@ -1,0 +1,28 @@
+"""Errors a user can cause. The CLI turns them into one line and exit code 2."""
+
+from __future__ import annotations
+
+
+class AevpipeError(Exception):
+    """Base of the errors caused by input or settings, not by bugs."""
+
+
+class InputError(AevpipeError):
+    """Bad input data, naming the file and, where known, the HDF5 group."""
+
+    def __init__(self, file: str, group: str | None, message: str):
+        self.file, self.group, self.message = file, group, message
+        where = f"{file}:{group}" if group else file
+        super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):
+        # Travels back from Dask workers intact.
+        return (InputError, (self.file, self.group, self.message))
+
+
+class StoreError(AevpipeError):
+    """A shard store that is missing, incomplete or does not fit the request."""
+
+
+class RunError(AevpipeError):
+    """A training run directory that does not fit the request."""

@@ -1,0 +1,207 @@
+"""The featurize planner: molecule sizes in, a layout and a list of work units out.
+
+Pure: no I/O, no torch. Every position a work unit writes to is fixed here, so the
+store is the same value for value whichever executor runs the units, in any order.
+
+Layout of one atom-count group: its conformations are ordered train | valid | test,
+each region holding molecules in input order and each molecule's conformations in
+source order; every element's rows follow the same order. A reader of one split
+therefore reads one contiguous range per array and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from aevpipe.config import SplitSettings
+
+N_SPLITS = 3
+
+
+@dataclass(frozen=True)
+class MoleculeShape:
+    """What the planner needs to know of one molecule group."""
+
+    n_conformations: int
+    n_atoms: int
+    element_counts: tuple[int, ...]  # atoms of each element, in the element order
+
+
+@dataclass(frozen=True)
+class UnitPart:
+    """The conformations of a unit that fall in one split, and where they go."""
+
+    split: int
+    count: int
+    conformation_offset: int  # first position in the group's per-conformation arrays
+    row_offsets: tuple[int, ...]  # first row per element in the group's element arrays
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A block of conformations [start, stop) of one molecule."""
+
+    uid: int
+    molecule: int
+    start: int
+    stop: int
+    n_atoms: int
+    parts: tuple[UnitPart, ...]
+
+    @property
+    def n_conformations(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """Sizes of one atom-count group, per split: conformations and rows per element."""
+
+    n_atoms: int
+    conformations: tuple[int, ...]  # (N_SPLITS,)
+    rows: tuple[tuple[int, ...], ...]  # (N_SPLITS, n_elements)
+
+    @property
+    def n_conformations(self) -> int:
+        return sum(self.conformations)
+
+    def total_rows(self) -> tuple[int, ...]:
+        """Rows per element over all splits."""
+        return tuple(int(sum(col)) for col in zip(*self.rows, strict=True))
+
+    def conformation_range(self, split: int) -> tuple[int, int]:
+        """[start, stop) of `split`'s conformations in this group."""
+        start = sum(self.conformations[:split])
+        return start, start + self.conformations[split]
+
+    def row_range(self, split: int, element: int) -> tuple[int, int]:
+        """[start, stop) of `split`'s rows of `element` in this group."""
+        start = sum(r[element] for r in self.rows[:split])
+        return start, start + self.rows[split][element]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole featurize job: group layouts and work units."""
+
+    groups: tuple[GroupLayout, ...]
+    units: tuple[Unit, ...]
+
+    def fingerprint(self) -> str:
+        """Stable hash of the plan, stored with the store to resume safely."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def molecule_splits(settings: SplitSettings, n_molecules: int) -> list[int] | None:
+    """Split code of each molecule when splitting by molecule, else None.
+
+    Counts are by molecule: every split with a non-zero fraction gets at least one
+    molecule, and training gets the rest.
+    """
+    if settings.by != "molecule":
+        return None
+    _, f_valid, f_test = settings.fractions
+    n_valid = max(1, round(f_valid * n_molecules)) if f_valid > 0 else 0
+    n_test = max(1, round(f_test * n_molecules)) if f_test > 0 else 0
+    if n_valid + n_test >= n_molecules:
+        raise ValueError(
+            f"cannot split {n_molecules} molecule(s) by molecule into fractions "
+            f"{list(settings.fractions)}: too few molecules"
+        )
+    order = np.random.default_rng(settings.seed).permutation(n_molecules)
+    codes = [0] * n_molecules
+    for position, molecule in enumerate(order):
+        if position < n_valid:
+            codes[molecule] = 1
+        elif position < n_valid + n_test:
+            codes[molecule] = 2
+    return codes
+
+
+def conformation_splits(
+    settings: SplitSettings,
+    molecule: int,
+    n_conformations: int,
+    molecule_code: int | None = None,
+) -> np.ndarray:
+    """Split code (0 train, 1 valid, 2 test) of each conformation of a molecule.
+
+    By conformation: a seeded permutation per molecule, so every molecule is split
+    in the given fractions and a unit can recompute its share without the others.
+    """
+    if molecule_code is not None:
+        return np.full(n_conformations, molecule_code, dtype=np.int8)
+    f_train, f_valid, _ = settings.fractions
+    n_train = round(f_train * n_conformations)
+    n_valid = min(n_conformations - n_train, round(f_valid * n_conformations))
+    codes = np.full(n_conformations, 2, dtype=np.int8)
+    rng = np.random.default_rng([settings.seed, molecule])
+    order = rng.permutation(n_conformations)
+    codes[order[:n_train]] = 0
+    codes[order[n_train : n_train + n_valid]] = 1
+    return codes
+
+
+def make_plan(
+    molecules: list[MoleculeShape], block_size: int, split: SplitSettings
+) -> Plan:
+    """Cut molecules into units of at most `block_size` conformations and place them."""
+    if block_size < 1:
+        raise ValueError(f"block size must be positive: {block_size}")
+    if not molecules:
+        raise ValueError("nothing to plan: no molecules")
+    n_el = len(molecules[0].element_counts)
+    mol_codes = molecule_splits(split, len(molecules))
+    blocks = []  # (molecule, start, stop, per-split conformation counts)
+    conf_total: dict[int, np.ndarray] = {}
+    for index, mol in enumerate(molecules):
+        if sum(mol.element_counts) != mol.n_atoms:
+            raise ValueError(f"molecule {index}: element counts do not sum to atoms")
+        code = None if mol_codes is None else mol_codes[index]
+        codes = conformation_splits(split, index, mol.n_conformations, code)
+        total = conf_total.setdefault(mol.n_atoms, np.zeros(N_SPLITS, np.int64))
+        for start in range(0, mol.n_conformations, block_size):
+            stop = min(mol.n_conformations, start + block_size)
+            counts = np.bincount(codes[start:stop], minlength=N_SPLITS)
+            blocks.append((index, start, stop, counts))
+            total += counts
+    rows_total = {a: np.zeros((N_SPLITS, n_el), np.int64) for a in conf_total}
+    for index, _, _, counts in blocks:
+        mol = molecules[index]
+        rows_total[mol.n_atoms] += np.outer(counts, mol.element_counts)
+    # Cursors start at each split region's beginning inside its group.
+    conf_cursor = {a: np.cumsum(t) - t for a, t in conf_total.items()}
+    row_cursor = {a: np.cumsum(r, axis=0) - r for a, r in rows_total.items()}
+    units = []
+    for index, start, stop, counts in blocks:
+        mol = molecules[index]
+        a = mol.n_atoms
+        parts = []
+        for s in range(N_SPLITS):
+            if counts[s] == 0:
+                continue
+            parts.append(
+                UnitPart(
+                    split=s,
+                    count=int(counts[s]),
+                    conformation_offset=int(conf_cursor[a][s]),
+                    row_offsets=tuple(int(r) for r in row_cursor[a][s]),
+                )
+            )
+            conf_cursor[a][s] += counts[s]
+            row_cursor[a][s] += counts[s] * np.asarray(mol.element_counts)
+        units.append(Unit(len(units), index, start, stop, a, tuple(parts)))
+    groups = tuple(
+        GroupLayout(
+            n_atoms=a,
+            conformations=tuple(int(c) for c in conf_total[a]),
+            rows=tuple(tuple(int(x) for x in row) for row in rows_total[a]),
+        )
+        for a in sorted(conf_total)
+    )
+    return Plan(groups=groups, units=tuple(units))

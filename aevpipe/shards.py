@@ -1,0 +1,290 @@
+"""The shard store on disk (Zarr v2, format version 1): create, write, finish, read.
+
+The only module that touches Zarr. A store is complete only when `manifest.json` is
+written, last; `ShardStore.open` refuses any other. Layout, documented for users in
+README.md:
+
+    <store>/                 root attrs: format version, AEV parameters, elements, ...
+      n005/                  conformations of 5 atoms, ordered train | valid | test
+        energy species molecule index split      (per conformation)
+        H/aev H/conformation C/aev ...            (per element row)
+      .progress/unit-*.json  finished work units (resume)
+      manifest.json          counts, bytes, checksums: written last
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from numcodecs import Blosc
+
+from aevpipe import keys
+from aevpipe.config import AEVParams
+from aevpipe.errors import StoreError
+from aevpipe.plan import GroupLayout, Plan, UnitPart
+
+# lz4 with byte shuffle: AEVs hold many exact zeros (cutoffs) and decompress at
+# several GB/s, which the training loader needs more than the last bit of ratio.
+COMPRESSOR = Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE)
+CONFORMATION_CHUNK = 65536
+
+
+def layout_to_attr(groups: tuple[GroupLayout, ...]) -> list[dict[str, Any]]:
+    """Group layouts as a JSON-ready list."""
+    return [
+        {
+            "n_atoms": g.n_atoms,
+            "conformations": list(g.conformations),
+            "rows": [list(r) for r in g.rows],
+        }
+        for g in groups
+    ]
+
+
+def layout_from_attr(data: list[dict[str, Any]]) -> tuple[GroupLayout, ...]:
+    """Inverse of `layout_to_attr`."""
+    return tuple(
+        GroupLayout(
+            n_atoms=d["n_atoms"],
+            conformations=tuple(d["conformations"]),
+            rows=tuple(tuple(r) for r in d["rows"]),
+        )
+        for d in data
+    )
+
+
+def create(
+    path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
+) -> None:
+    """Make an empty store for `plan`: all arrays allocated, no data, no manifest."""
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="w")
+    root.attrs.put({**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)})
+    for layout in plan.groups:
+        a, c = layout.n_atoms, layout.n_conformations
+        group = root.create_group(keys.group_name(a))
+        chunk = min(CONFORMATION_CHUNK, c)
+        opts = {"compressor": COMPRESSOR}
+        group.zeros(keys.ENERGY, shape=(c,), chunks=(chunk,), dtype="f8", **opts)
+        group.zeros(keys.SPECIES, shape=(c, a), chunks=(chunk, a), dtype="i1", **opts)
+        for name in (keys.MOLECULE, keys.INDEX):
+            group.zeros(name, shape=(c,), chunks=(chunk,), dtype="i4", **opts)
+        group.zeros(keys.SPLIT, shape=(c,), chunks=(chunk,), dtype="i1", **opts)
+        for element, rows in zip(aev.elements, layout.total_rows(), strict=True):
+            if rows == 0:
+                continue
+            sub = group.create_group(element)
+            sub.zeros(
+                keys.AEV,
+                shape=(rows, aev.aev_length),
+                chunks=(min(chunk_rows, rows), aev.aev_length),
+                dtype="f4",
+                **opts,
+            )
+            sub.zeros(
+                keys.CONFORMATION,
+                shape=(rows,),
+                chunks=(min(chunk_rows, rows),),
+                dtype="i4",
+                **opts,
+            )
+    (path / keys.PROGRESS_DIR).mkdir()
+
+
+def open_writer(path: Path, locked: bool) -> zarr.Group:
+    """The store's root for writing; `locked` guards chunks shared by other writers."""
+    sync = (
+        zarr.ProcessSynchronizer(str(Path(path) / keys.LOCKS_DIR)) if locked else None
+    )
+    return zarr.open_group(zarr.DirectoryStore(str(path)), mode="r+", synchronizer=sync)
+
+
+@dataclass
+class PartData:
+    """What one unit writes for one split part."""
+
+    energy: np.ndarray  # (n,) float64 Hartree
+    species: np.ndarray  # (n, A) int8
+    molecule: np.ndarray  # (n,) int32
+    index: np.ndarray  # (n,) int32
+    aev: dict[str, np.ndarray]  # element -> (rows, L) float32
+    conformation: dict[str, np.ndarray]  # element -> (rows,) int32, group positions
+
+
+def write_part(
+    root: zarr.Group,
+    n_atoms: int,
+    part: UnitPart,
+    data: PartData,
+    elements: tuple[str, ...],
+) -> None:
+    """Write one unit's share of one split at the positions the plan gave it."""
+    group = root[keys.group_name(n_atoms)]
+    c0, c1 = part.conformation_offset, part.conformation_offset + part.count
+    group[keys.ENERGY][c0:c1] = data.energy
+    group[keys.SPECIES][c0:c1] = data.species
+    group[keys.MOLECULE][c0:c1] = data.molecule
+    group[keys.INDEX][c0:c1] = data.index
+    group[keys.SPLIT][c0:c1] = np.full(part.count, part.split, dtype=np.int8)
+    for element, r0 in zip(elements, part.row_offsets, strict=True):
+        rows = data.aev.get(element)
+        if rows is None or len(rows) == 0:
+            continue
+        group[element][keys.AEV][r0 : r0 + len(rows)] = rows
+        group[element][keys.CONFORMATION][r0 : r0 + len(rows)] = data.conformation[
+            element
+        ]
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def mark_done(path: Path, uid: int, stats: dict[str, Any]) -> None:
+    """Record that unit `uid` is written, with its counts."""
+    _write_json_atomic(Path(path) / keys.PROGRESS_DIR / f"unit-{uid:07d}.json", stats)
+
+
+def done_units(path: Path) -> dict[int, dict[str, Any]]:
+    """Finished units of an unfinished store: uid -> counts."""
+    folder = Path(path) / keys.PROGRESS_DIR
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for f in folder.glob("unit-*.json"):
+        out[int(f.stem.split("-")[1])] = json.loads(f.read_text())
+    return out
+
+
+def read_attrs(path: Path) -> dict[str, Any] | None:
+    """Root attributes of a store, complete or not; None where there is none."""
+    try:
+        return dict(zarr.open_group(zarr.DirectoryStore(str(path)), mode="r").attrs)
+    except (zarr.errors.GroupNotFoundError, ValueError, KeyError):
+        return None
+
+
+def is_complete(path: Path) -> bool:
+    """Whether the store's manifest is written."""
+    return (Path(path) / keys.MANIFEST).is_file()
+
+
+def _array_paths(root: zarr.Group) -> list[str]:
+    paths: list[str] = []
+    root.visitvalues(
+        lambda v: paths.append(v.path) if isinstance(v, zarr.Array) else None
+    )
+    return sorted(paths)
+
+
+def _checksum(folder: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith(".z"):
+            data = f.read_bytes()
+            digest.update(f.name.encode())
+            digest.update(data)
+            size += len(data)
+    return digest.hexdigest(), size
+
+
+def finish(path: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest (counts, bytes, checksums), which makes the store complete."""
+    path = Path(path)
+    root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
+    attrs = dict(root.attrs)
+    layouts = layout_from_attr(attrs[keys.ATTR_LAYOUT])
+    elements = attrs[keys.ATTR_ELEMENTS]
+    arrays, total_bytes, raw_bytes = {}, 0, 0
+    for name in _array_paths(root):
+        checksum, size = _checksum(path / name)
+        arrays[name] = {"sha256": checksum, "bytes": size}
+        total_bytes += size
+        raw_bytes += root[name].nbytes
+    manifest = {
+        keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
+        "conformations": {
+            name: sum(g.conformations[s] for g in layouts)
+            for s, name in enumerate(keys.SPLIT_NAMES)
+        },
+        "atoms": sum(g.n_atoms * g.n_conformations for g in layouts),
+        "rows": {
+            e: sum(g.total_rows()[i] for g in layouts) for i, e in enumerate(elements)
+        },
+        "groups": {keys.group_name(g.n_atoms): g.n_conformations for g in layouts},
+        "bytes": total_bytes,
+        "uncompressed_bytes": raw_bytes,
+        "arrays": arrays,
+        **extra,
+    }
+    _write_json_atomic(path / keys.MANIFEST, manifest)
+    shutil.rmtree(path / keys.PROGRESS_DIR, ignore_errors=True)
+    shutil.rmtree(path / keys.LOCKS_DIR, ignore_errors=True)
+    return manifest
+
+
+class ShardStore:
+    """A complete store, opened for reading."""
+
+    def __init__(self, path: Path, attrs: dict[str, Any], manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.attrs = attrs
+        self.manifest = manifest
+        self.aev = AEVParams.from_dict(attrs[keys.ATTR_AEV_PARAMS])
+        self.elements: tuple[str, ...] = tuple(attrs[keys.ATTR_ELEMENTS])
+        self.molecules: list[dict[str, Any]] = attrs[keys.ATTR_MOLECULES]
+        self.layouts = layout_from_attr(attrs[keys.ATTR_LAYOUT])
+        self._root: zarr.Group | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> ShardStore:
+        """Open a store; StoreError when missing, incomplete or of another version."""
+        path = Path(path)
+        if not path.is_dir():
+            raise StoreError(f"{path}: no shard store here")
+        attrs = read_attrs(path)
+        if attrs is None or keys.ATTR_FORMAT_VERSION not in attrs:
+            raise StoreError(f"{path}: not an aevpipe shard store")
+        if not is_complete(path):
+            raise StoreError(
+                f"{path}: incomplete store (no {keys.MANIFEST}); run "
+                "`aevpipe featurize` again to complete it"
+            )
+        version = attrs[keys.ATTR_FORMAT_VERSION]
+        if version != keys.FORMAT_VERSION:
+            raise StoreError(
+                f"{path}: format version {version}, this aevpipe reads "
+                f"{keys.FORMAT_VERSION}"
+            )
+        manifest = json.loads((path / keys.MANIFEST).read_text())
+        return cls(path, attrs, manifest)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_root": None}
+
+    @property
+    def root(self) -> zarr.Group:
+        if self._root is None:
+            self._root = zarr.open_group(zarr.DirectoryStore(str(self.path)), mode="r")
+        return self._root
+
+    def array(self, n_atoms: int, name: str, element: str | None = None) -> zarr.Array:
+        """One array of an atom-count group (per element when `element` is given)."""
+        group = self.root[keys.group_name(n_atoms)]
+        return group[element][name] if element else group[name]
+
+    def conformations(self, split: int) -> int:
+        """Conformations in `split` over all groups."""
+        return sum(g.conformations[split] for g in self.layouts)

@@ -1,0 +1,1 @@
+"""The stages: featurize, train, report. Each runs one whole job of the tool."""

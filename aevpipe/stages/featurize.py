@@ -1,0 +1,265 @@
+"""Stage one: ANI-1 HDF5 files to a complete AEV shard store.
+
+Scan and check every input before writing anything, plan the work, create (or
+resume) the store, run the units on an executor with a progress bar, then write
+the manifest last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from aevpipe import keys, shards
+from aevpipe.aev import TORCHANI_VERSION
+from aevpipe.ani1 import ANI1File, MoleculeInfo
+from aevpipe.config import FeaturizeSettings
+from aevpipe.errors import InputError, StoreError
+from aevpipe.executors import make_executor, threads_per_worker
+from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
+from aevpipe.units import UnitTask, run_unit
+
+
+@dataclass
+class FeaturizeSummary:
+    """What a featurize run did, for the console and the manifest."""
+
+    store: str
+    status: str  # "written", "resumed", "complete already"
+    conformations: int = 0
+    atoms: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    bytes_written: int = 0
+    uncompressed_bytes: int = 0
+    seconds: float = 0.0
+    units_run: int = 0
+    units_skipped: int = 0
+    skipped_molecules: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary."""
+        if self.status == "complete already":
+            return [
+                f"{self.store}: complete already, nothing to do (--overwrite redoes it)"
+            ]
+        rate = self.conformations / self.seconds if self.seconds else 0.0
+        ratio = (
+            self.uncompressed_bytes / self.bytes_written if self.bytes_written else 0
+        )
+        rows = ", ".join(f"{e} {n:,}" for e, n in self.rows.items() if n)
+        out = [
+            f"{self.store}: {self.status}",
+            f"  conformations {self.conformations:,}  atoms {self.atoms:,}",
+            f"  rows per element: {rows}",
+            f"  written {self.bytes_written / 1e6:,.1f} MB "
+            f"(compression ratio {ratio:.2f})",
+            f"  time {self.seconds:.1f} s ({rate:,.0f} conformations/s)",
+            f"  units run {self.units_run}, already done {self.units_skipped}",
+        ]
+        if self.skipped_molecules:
+            out.append(f"  skipped {len(self.skipped_molecules)} invalid molecule(s):")
+            out += [f"    {s}" for s in self.skipped_molecules]
+        return out
+
+
+def sha256_file(path: str, bufsize: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(bufsize):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan_inputs(
+    files: list[str], settings: FeaturizeSettings
+) -> tuple[list[MoleculeInfo], list[str]]:
+    """Every molecule group of every file, checked; bad ones raise or are skipped."""
+    elements = set(settings.aev.elements)
+    good: list[MoleculeInfo] = []
+    skipped: list[str] = []
+    for path in files:
+        reader = ANI1File(path)
+        try:
+            for group, info in reader.scan():
+                try:
+                    if isinstance(info, InputError):
+                        raise info
+                    unknown = sorted(set(info.symbols) - elements)
+                    if unknown:
+                        raise InputError(
+                            path,
+                            group,
+                            f"element(s) {unknown} not "
+                            "covered by the AEV parameters (elements "
+                            f"{list(settings.aev.elements)})",
+                        )
+                    reader.check_finite(group, settings.block_size)
+                    good.append(info)
+                except InputError as exc:
+                    if not settings.skip_invalid:
+                        raise
+                    skipped.append(str(exc))
+        finally:
+            reader.close()
+    if not good:
+        raise InputError(
+            ", ".join(files), None, "no valid molecule groups to featurize"
+        )
+    return good, skipped
+
+
+def _shape(info: MoleculeInfo, elements: tuple[str, ...]) -> MoleculeShape:
+    counts = tuple(info.symbols.count(e) for e in elements)
+    return MoleculeShape(info.n_conformations, info.n_atoms, counts)
+
+
+def _job_fingerprint(attrs: dict[str, Any]) -> str:
+    ident = {
+        k: attrs[k]
+        for k in (
+            keys.ATTR_FORMAT_VERSION,
+            keys.ATTR_AEV_PARAMS,
+            keys.ATTR_SPLIT,
+            keys.ATTR_MOLECULES,
+            "plan_hash",
+        )
+    }
+    ident["sha256"] = [s["sha256"] for s in attrs[keys.ATTR_SOURCES]]
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _prepare_store(out: Path, attrs: dict[str, Any], overwrite: bool) -> str:
+    """Decide what to do with `out`: 'new', 'resume' or 'complete'."""
+    if not out.exists() or overwrite:
+        return "new"
+    existing = shards.read_attrs(out)
+    if existing is None:
+        if out.is_dir() and not any(out.iterdir()):
+            return "new"
+        raise StoreError(
+            f"{out}: exists and is not an aevpipe store; choose another "
+            "--out or pass --overwrite"
+        )
+    if existing.get(keys.ATTR_PLAN) != attrs[keys.ATTR_PLAN]:
+        raise StoreError(
+            f"{out}: holds a store made from other inputs or settings; "
+            "pass --overwrite to replace it"
+        )
+    return "complete" if shards.is_complete(out) else "resume"
+
+
+def featurize(
+    files: list[str],
+    out: Path,
+    settings: FeaturizeSettings,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FeaturizeSummary:
+    """Featurize `files` into the store at `out`; see the module docstring."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    molecules, skipped = scan_inputs(files, settings)
+    elements = settings.aev.elements
+    plan = make_plan(
+        [_shape(m, elements) for m in molecules], settings.block_size, settings.split
+    )
+    sources = [
+        {
+            "path": str(Path(f).resolve()),
+            "name": Path(f).name,
+            "sha256": sha256_file(f),
+            "size": Path(f).stat().st_size,
+        }
+        for f in dict.fromkeys(m.file for m in molecules)
+    ]
+    attrs: dict[str, Any] = {
+        keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
+        keys.ATTR_AEV_PARAMS: settings.aev.to_dict(),
+        keys.ATTR_ELEMENTS: list(elements),
+        keys.ATTR_TORCHANI_VERSION: TORCHANI_VERSION,
+        keys.ATTR_SOURCES: sources,
+        keys.ATTR_SPLIT: settings.split.to_dict(),
+        keys.ATTR_MOLECULES: [
+            {
+                "file": Path(m.file).name,
+                "group": m.group,
+                "formula": m.formula,
+                "n_conformations": m.n_conformations,
+            }
+            for m in molecules
+        ],
+        "plan_hash": plan.fingerprint(),
+        "block_size": settings.block_size,
+        "chunk_rows": settings.chunk_rows,
+    }
+    attrs[keys.ATTR_PLAN] = _job_fingerprint(attrs)
+    action = _prepare_store(out, attrs, overwrite)
+    summary = FeaturizeSummary(
+        store=str(out), status="written", skipped_molecules=skipped
+    )
+    if action == "complete":
+        summary.status = "complete already"
+        return summary
+    if action == "new":
+        shards.create(out, attrs, plan, settings.aev, settings.chunk_rows)
+    done = shards.done_units(out)
+    todo = [u for u in plan.units if u.uid not in done]
+    summary.status = "resumed" if action == "resume" else "written"
+    summary.units_skipped = len(plan.units) - len(todo)
+    _run_units(out, todo, molecules, settings, workers, scheduler, progress)
+    summary.units_run = len(todo)
+    manifest = shards.finish(out, {"skipped_molecules": skipped})
+    summary.conformations = sum(manifest["conformations"].values())
+    summary.atoms = manifest["atoms"]
+    summary.rows = manifest["rows"]
+    summary.bytes_written = manifest["bytes"]
+    summary.uncompressed_bytes = manifest["uncompressed_bytes"]
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_units(out, units, molecules, settings, workers, scheduler, progress):
+    if not units:
+        return
+    codes = molecule_splits(settings.split, len(molecules))
+    executor = make_executor(workers, scheduler)
+    try:
+        threads = threads_per_worker(executor.workers) if executor.concurrent else 0
+        tasks = [
+            UnitTask(
+                store=str(out.resolve()),
+                unit=u,
+                file=molecules[u.molecule].file,
+                group=molecules[u.molecule].group,
+                aev=settings.aev,
+                split=settings.split,
+                molecule_code=None if codes is None else codes[u.molecule],
+                n_conformations_of_molecule=molecules[u.molecule].n_conformations,
+                device=settings.device,
+                locked=executor.concurrent,
+                threads=threads,
+            )
+            for u in units
+        ]
+        total = sum(u.n_conformations for u in units)
+        with tqdm(
+            total=total,
+            unit="conf",
+            unit_scale=True,
+            disable=not progress,
+            desc="featurize",
+            dynamic_ncols=True,
+        ) as bar:
+            for stats in executor.map_unordered(run_unit, tasks):
+                bar.update(stats["conformations"])
+    finally:
+        executor.close()
