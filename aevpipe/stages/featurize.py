@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from aevpipe import keys, shards
-from aevpipe.aev import TORCHANI_VERSION
+from aevpipe.aev import TORCHANI_VERSION, resolve_device
 from aevpipe.ani1 import ANI1File, MoleculeInfo
 from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError
@@ -167,6 +167,7 @@ def featurize(
     """Featurize `files` into the store at `out`; see the module docstring."""
     t0 = time.perf_counter()
     out = Path(out)
+    resolve_device(settings.device)  # a bad device fails before any reading
     molecules, skipped = scan_inputs(files, settings)
     elements = settings.aev.elements
     plan = make_plan(

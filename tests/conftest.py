@@ -1,0 +1,32 @@
+"""Shared fixtures: small seeded data files and the real ANI-1 subset when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic import write_flat, write_release
+
+REAL_S01 = Path(__file__).resolve().parents[1].parent / "shared/data/ani_gdb_s01.h5"
+
+
+@pytest.fixture
+def release_file(tmp_path: Path) -> Path:
+    """Four molecules, 3 to 6 atoms, in the ANI-1 release layout."""
+    counts = {"CH4": 120, "NH3": 90, "H2O": 60, "CH3OH": 75}
+    return write_release(tmp_path / "ani_gdb_s01.h5", counts, seed=1)
+
+
+@pytest.fixture
+def flat_file(tmp_path: Path) -> Path:
+    """Three formulas in the flat (ANI-1x-like) layout."""
+    return write_flat(tmp_path / "flat.h5", {"CH4": 40, "HCN": 30, "H2O": 20}, seed=2)
+
+
+@pytest.fixture
+def real_s01() -> Path:
+    """The real ANI-1 subset 1, or a skip saying where it was looked for."""
+    if not REAL_S01.is_file():
+        pytest.skip(f"real ANI-1 subset not found at {REAL_S01}")
+    return REAL_S01

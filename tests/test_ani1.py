@@ -1,0 +1,102 @@
+"""The HDF5 reader: both layouts, and one clear error per kind of bad input."""
+
+import h5py
+import numpy as np
+import pytest
+
+from aevpipe.ani1 import ANI1File
+from aevpipe.errors import InputError
+
+
+def test_release_layout(release_file):
+    with ANI1File(release_file) as f:
+        mols = f.molecules()
+        assert [m.formula for m in mols] == ["CH4", "H3N", "H2O", "CH4O"]
+        assert [m.n_conformations for m in mols] == [120, 90, 60, 75]
+        block = f.read(mols[0].group, 10, 20)
+    assert block.coordinates.shape == (10, 5, 3)
+    assert block.coordinates.dtype == np.float32
+    assert block.symbols.shape == (10, 5) and block.symbols[0, 0] == "C"
+
+
+def test_flat_layout(flat_file):
+    with ANI1File(flat_file) as f:
+        mols = f.molecules()
+        assert sorted(m.formula for m in mols) == ["CH4", "CHN", "H2O"]
+        block = f.read("/CH4", 0, 5)
+    assert sorted(block.symbols[0]) == ["C", "H", "H", "H", "H"]
+    assert not (block.symbols == block.symbols[0]).all()  # per-conformation order
+
+
+def test_pickle_drops_handle(release_file):
+    import pickle
+
+    with ANI1File(release_file) as f:
+        f.molecules()
+        clone = pickle.loads(pickle.dumps(f))
+    assert clone._h5 is None and len(clone.molecules()) == 4
+
+
+def _corrupt(path, edit):
+    with h5py.File(path, "a") as f:
+        edit(f["gdb11_s01/gdb11_s01-1"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda g: g.__delitem__("energies"), "missing dataset"),
+        (
+            lambda g: (
+                g.__delitem__("energies"),
+                g.create_dataset("energies", data=np.zeros(3)),
+            ),
+            "disagrees",
+        ),
+        (
+            lambda g: (
+                g.__delitem__("species"),
+                g.create_dataset("species", data=np.array([b"X", b"H", b"H", b"H"])),
+            ),
+            "unknown element",
+        ),
+        (
+            lambda g: (
+                g.__delitem__("coordinates"),
+                g.__delitem__("energies"),
+                g.create_dataset("coordinates", data=np.zeros((0, 4, 3), "f4")),
+                g.create_dataset("energies", data=np.zeros(0)),
+            ),
+            "empty group",
+        ),
+    ],
+)
+def test_bad_groups_name_file_and_group(release_file, edit, message):
+    _corrupt(release_file, edit)
+    with pytest.raises(InputError, match=message) as info:
+        ANI1File(release_file).molecules()
+    assert info.value.group == "/gdb11_s01/gdb11_s01-1"
+    assert str(release_file) in str(info.value)
+
+
+def test_nan_values(release_file):
+    def poison(g):
+        g["coordinates"][7, 1, 2] = np.nan
+
+    _corrupt(release_file, poison)
+    f = ANI1File(release_file)
+    with pytest.raises(InputError, match="NaN or infinite.*conformation 7"):
+        f.check_finite("/gdb11_s01/gdb11_s01-1", block_size=4)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        ANI1File(tmp_path / "none.h5").molecules()
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(InputError, match="not an HDF5 file"):
+        ANI1File(text).molecules()
+    empty = tmp_path / "empty.h5"
+    h5py.File(empty, "w").close()
+    with pytest.raises(InputError, match="no molecule groups"):
+        ANI1File(empty).molecules()

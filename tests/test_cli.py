@@ -1,0 +1,99 @@
+"""The command line as a user meets it: through click's CliRunner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from aevpipe import shards
+from aevpipe.cli import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_featurize_then_rerun(runner, release_file, tmp_path):
+    out = tmp_path / "aev"
+    args = [
+        "featurize",
+        str(release_file),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--block-size",
+        "50",
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "conformations 345" in result.output
+    assert "compression ratio" in result.output
+    assert shards.is_complete(out)
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 0 and "complete already" in again.output
+
+
+def test_featurize_aev_flags(runner, release_file, tmp_path):
+    out = tmp_path / "aev"
+    result = runner.invoke(
+        cli,
+        [
+            "featurize",
+            str(release_file),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--Rcr",
+            "5.0",
+            "--ShfZ",
+            "0.5,1.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    store = shards.ShardStore.open(out)
+    assert store.aev.Rcr == 5.0 and store.aev.aev_length == 64 + 4 * 2 * 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.h5"], "missing.h5: no such file"),
+        (["{release}", "--split", "0.5,0.6,0.1"], "sum to 1"),
+        (["{release}", "--elements", "H,C,N"], "not covered by the AEV"),
+        (["{release}", "--Rca", "9"], "Rca < Rcr"),
+        (["{release}", "--device", "tpu"], "unknown device"),
+    ],
+)
+def test_featurize_bad_input_is_one_clean_line(
+    runner, release_file, tmp_path, args, message
+):
+    out = tmp_path / "aev"
+    args = [a.format(release=release_file) for a in args]
+    result = runner.invoke(
+        cli, ["featurize", *args, "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not shards.is_complete(out)
+
+
+def test_not_hdf5(runner, tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    result = runner.invoke(cli, ["featurize", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "not an HDF5 file" in result.output
+
+
+def test_python_m_and_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "aevpipe", "featurize", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Example:" in done.stdout

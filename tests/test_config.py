@@ -1,0 +1,61 @@
+"""AEV parameter presets against TorchANI's own, and settings validation."""
+
+import pytest
+import torch
+import torchani
+
+from aevpipe.aev import build_aev_computer
+from aevpipe.config import AEVParams, SplitSettings, load_aev_params
+
+
+@pytest.mark.parametrize(
+    ("params", "reference"),
+    [
+        (AEVParams.ani1x(), torchani.AEVComputer.like_1x()),
+        (AEVParams.ani2x(), torchani.AEVComputer.like_2x()),
+    ],
+)
+def test_presets_match_torchani(params, reference):
+    ours = build_aev_computer(params, torch.device("cpu"))
+    assert ours.out_dim == reference.out_dim == params.aev_length
+    for name, value in reference.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], value), name
+
+
+def test_aev_lengths():
+    assert AEVParams.ani1x().aev_length == 384
+    assert AEVParams.ani2x().aev_length == 1008
+
+
+def test_round_trip_and_toml(tmp_path):
+    p = AEVParams.ani1x()
+    assert AEVParams.from_dict(p.to_dict()) == p
+    toml = tmp_path / "aev.toml"
+    toml.write_text('[aev]\nRcr = 5.0\nelements = ["H", "C"]\n')
+    q = load_aev_params("ani1x", toml)
+    assert q.Rcr == 5.0 and q.elements == ("H", "C") and q.aev_length == 16 * 2 + 32 * 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"Rca": 6.0}, {"elements": ("H", "H")}, {"ShfR": ()}, {"cutoff_fn": "x"}],
+)
+def test_bad_aev_params(bad):
+    with pytest.raises(ValueError):
+        AEVParams.from_dict({**AEVParams.ani1x().to_dict(), **bad})
+
+
+def test_bad_toml(tmp_path):
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[aev\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_aev_params("ani1x", toml)
+    toml.write_text("[aev]\nbogus = 1\n")
+    with pytest.raises(ValueError, match="unknown AEV parameter"):
+        load_aev_params("ani1x", toml)
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.5), (0.8, 0.1, 0.2), (1.2, -0.1, -0.1)])
+def test_bad_split(fractions):
+    with pytest.raises(ValueError):
+        SplitSettings(fractions=fractions)

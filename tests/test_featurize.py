@@ -1,0 +1,219 @@
+"""Stage one end to end: stored AEVs equal TorchANI's, links back, resume, executors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchani
+
+from aevpipe import keys, shards
+from aevpipe.ani1 import ANI1File
+from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
+from aevpipe.errors import InputError, StoreError
+from aevpipe.stages import featurize as stage
+from aevpipe.stages.featurize import featurize
+
+
+def settings(**kw) -> FeaturizeSettings:
+    return FeaturizeSettings(**{"block_size": 32, "chunk_rows": 64, **kw})
+
+
+def read_group(store: shards.ShardStore, n_atoms: int):
+    """Per-conformation arrays and AEVs rebuilt as (C, A, L) from element rows."""
+    cols = {
+        k: store.array(n_atoms, k)[:]
+        for k in (keys.ENERGY, keys.SPECIES, keys.MOLECULE, keys.INDEX, keys.SPLIT)
+    }
+    species = cols[keys.SPECIES]
+    aev = np.full(species.shape + (store.aev.aev_length,), np.nan, np.float32)
+    for e, element in enumerate(store.elements):
+        conf, atom = np.nonzero(species == e)
+        if len(conf) == 0:
+            continue
+        rows = store.array(n_atoms, keys.AEV, element)[:]
+        assert (store.array(n_atoms, keys.CONFORMATION, element)[:] == conf).all()
+        aev[conf, atom] = rows
+    return cols, aev
+
+
+def check_against_torchani(
+    store_path, reference: torchani.AEVComputer, sample: int | None = None
+):
+    store = shards.ShardStore.open(store_path)
+    readers = {}
+    for layout in store.layouts:
+        cols, aev = read_group(store, layout.n_atoms)
+        picks = np.arange(len(aev))
+        if sample:
+            picks = np.random.default_rng(0).choice(len(aev), sample, replace=False)
+        for c in picks:
+            mol = store.molecules[cols[keys.MOLECULE][c]]
+            source = next(
+                s for s in store.attrs[keys.ATTR_SOURCES] if s["name"] == mol["file"]
+            )
+            reader = readers.setdefault(source["path"], ANI1File(source["path"]))
+            i = int(cols[keys.INDEX][c])
+            block = reader.read(mol["group"], i, i + 1)
+            assert block.energies[0] == cols[keys.ENERGY][c]
+            elements = list(store.elements)
+            species = [elements.index(s) for s in block.symbols[0]]
+            assert species == cols[keys.SPECIES][c].tolist()
+            expected = reference(
+                torch.tensor([species]), torch.from_numpy(block.coordinates)
+            )[0].numpy()
+            np.testing.assert_allclose(aev[c], expected, rtol=0, atol=1e-5)
+
+
+def test_aevs_equal_torchani_on_random_molecules(release_file, tmp_path):
+    out = tmp_path / "aev"
+    featurize([str(release_file)], out, settings(), progress=False)
+    check_against_torchani(out, torchani.AEVComputer.like_1x())
+
+
+def test_aevs_equal_torchani_on_real_s01(real_s01, tmp_path):
+    out = tmp_path / "aev"
+    featurize([str(real_s01)], out, FeaturizeSettings(), progress=False)
+    check_against_torchani(out, torchani.AEVComputer.like_1x(), sample=300)
+    manifest = json.loads((out / keys.MANIFEST).read_text())
+    assert manifest["conformations"] == {"train": 8640, "valid": 1080, "test": 1080}
+    assert manifest["rows"] == {"H": 36000, "C": 5400, "N": 3600, "O": 1800}
+
+
+def test_ani2x_and_flat_layout(flat_file, tmp_path):
+    out = tmp_path / "aev"
+    featurize([str(flat_file)], out, settings(aev=AEVParams.ani2x()), progress=False)
+    store = shards.ShardStore.open(out)
+    assert store.elements == ("H", "C", "N", "O", "S", "F", "Cl")
+    check_against_torchani(out, torchani.AEVComputer.like_2x())
+
+
+def test_root_attrs_and_splits(release_file, tmp_path):
+    out = tmp_path / "aev"
+    featurize([str(release_file)], out, settings(), progress=False)
+    store = shards.ShardStore.open(out)
+    attrs = store.attrs
+    assert attrs[keys.ATTR_FORMAT_VERSION] == 1
+    assert attrs[keys.ATTR_TORCHANI_VERSION] == torchani.__version__
+    assert attrs[keys.ATTR_SOURCES][0]["sha256"] == stage.sha256_file(release_file)
+    assert attrs[keys.ATTR_SPLIT] == {
+        "fractions": [0.8, 0.1, 0.1],
+        "seed": 0,
+        "by": "conformation",
+    }
+    assert [m["formula"] for m in attrs[keys.ATTR_MOLECULES]] == [
+        "CH4",
+        "H3N",
+        "H2O",
+        "CH4O",
+    ]
+    for layout in store.layouts:
+        split = store.array(layout.n_atoms, keys.SPLIT)[:]
+        assert (np.diff(split) >= 0).all()  # ordered train | valid | test
+        assert np.bincount(split, minlength=3).tolist() == list(layout.conformations)
+
+
+def test_split_by_molecule(tmp_path):
+    from tests.synthetic import write_release
+
+    src = write_release(
+        tmp_path / "x.h5", dict.fromkeys(["CH4", "NH3", "H2O", "CH3OH", "HCN"], 20)
+    )
+    out = tmp_path / "aev"
+    split = SplitSettings(fractions=(0.6, 0.2, 0.2), by="molecule")
+    featurize([str(src)], out, settings(split=split), progress=False)
+    store = shards.ShardStore.open(out)
+    by_molecule = {}
+    for layout in store.layouts:
+        for m, s in zip(
+            store.array(layout.n_atoms, keys.MOLECULE)[:],
+            store.array(layout.n_atoms, keys.SPLIT)[:],
+            strict=True,
+        ):
+            by_molecule.setdefault(int(m), set()).add(int(s))
+    assert all(len(s) == 1 for s in by_molecule.values())
+    assert sorted(next(iter(s)) for s in by_molecule.values()) == [0, 0, 0, 1, 2]
+
+
+def test_rerun_does_nothing_and_overwrite_redoes(release_file, tmp_path):
+    out = tmp_path / "aev"
+    first = featurize([str(release_file)], out, settings(), progress=False)
+    assert first.status == "written" and first.units_run > 0
+    again = featurize([str(release_file)], out, settings(), progress=False)
+    assert again.status == "complete already"
+    with pytest.raises(StoreError, match="other inputs or settings"):
+        featurize(
+            [str(release_file)],
+            out,
+            settings(split=SplitSettings(seed=1)),
+            progress=False,
+        )
+    redo = featurize(
+        [str(release_file)], out, settings(), overwrite=True, progress=False
+    )
+    assert redo.status == "written" and redo.units_run == first.units_run
+
+
+def _arrays(path):
+    store = shards.ShardStore.open(path)
+    out = {}
+    store.root.visititems(
+        lambda name, v: out.__setitem__(name, v[:]) if hasattr(v, "shape") else None
+    )
+    return out
+
+
+def assert_same_store(a, b):
+    x, y = _arrays(a), _arrays(b)
+    assert x.keys() == y.keys()
+    for name in x:
+        np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+
+
+def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monkeypatch):
+    fresh = tmp_path / "fresh"
+    featurize([str(release_file)], fresh, settings(), progress=False)
+    out = tmp_path / "aev"
+    real_run_unit, calls = stage.run_unit, []
+
+    def dying(task):
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        calls.append(task.unit.uid)
+        return real_run_unit(task)
+
+    monkeypatch.setattr(stage, "run_unit", dying)
+    with pytest.raises(KeyboardInterrupt):
+        featurize([str(release_file)], out, settings(), progress=False)
+    with pytest.raises(StoreError, match="incomplete"):
+        shards.ShardStore.open(out)
+    monkeypatch.setattr(stage, "run_unit", real_run_unit)
+    resumed = featurize([str(release_file)], out, settings(), progress=False)
+    assert resumed.status == "resumed" and resumed.units_skipped == 3
+    assert_same_store(fresh, out)
+
+
+def test_dask_executor_writes_the_same_store(release_file, tmp_path):
+    pytest.importorskip("dask.distributed")
+    a, b = tmp_path / "a", tmp_path / "b"
+    featurize([str(release_file)], a, settings(), progress=False)
+    featurize([str(release_file)], b, settings(), workers=2, progress=False)
+    assert_same_store(a, b)
+
+
+def test_bad_input_leaves_no_complete_store(release_file, tmp_path):
+    import h5py
+
+    with h5py.File(release_file, "a") as f:
+        f["gdb11_s01/gdb11_s01-2/energies"][3] = np.inf
+    out = tmp_path / "aev"
+    with pytest.raises(InputError, match="gdb11_s01-2: energies has NaN"):
+        featurize([str(release_file)], out, settings(), progress=False)
+    assert not shards.is_complete(out)
+    summary = featurize(
+        [str(release_file)], out, settings(skip_invalid=True), progress=False
+    )
+    assert len(summary.skipped_molecules) == 1
+    assert summary.conformations == 120 + 90 + 75

@@ -1,0 +1,69 @@
+"""The pure planner: every conformation placed once, regions contiguous, stable."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aevpipe.config import SplitSettings
+from aevpipe.plan import (
+    MoleculeShape,
+    conformation_splits,
+    make_plan,
+    molecule_splits,
+)
+
+molecule = st.builds(
+    lambda n, counts: MoleculeShape(n, sum(counts), tuple(counts)),
+    st.integers(1, 300),
+    st.lists(st.integers(0, 4), min_size=3, max_size=3).filter(lambda c: sum(c) > 0),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(molecule, min_size=1, max_size=8), st.integers(1, 97), st.integers(0, 3)
+)
+def test_units_tile_every_group_exactly(mols, block, seed):
+    split = SplitSettings(seed=seed)
+    plan = make_plan(mols, block, split)
+    for layout in plan.groups:
+        a = layout.n_atoms
+        seen = np.zeros(layout.n_conformations, int)
+        rows_seen = [np.zeros(r, int) for r in layout.total_rows()]
+        for u in (u for u in plan.units if u.n_atoms == a):
+            assert 0 < u.n_conformations <= block
+            assert sum(p.count for p in u.parts) == u.n_conformations
+            counts = mols[u.molecule].element_counts
+            for p in u.parts:
+                lo, hi = layout.conformation_range(p.split)
+                assert lo <= p.conformation_offset
+                assert p.conformation_offset + p.count <= hi
+                seen[p.conformation_offset : p.conformation_offset + p.count] += 1
+                for e, r0 in enumerate(p.row_offsets):
+                    n = p.count * counts[e]
+                    rlo, rhi = layout.row_range(p.split, e)
+                    assert rlo <= r0 and r0 + n <= rhi
+                    rows_seen[e][r0 : r0 + n] += 1
+        assert (seen == 1).all()
+        assert all((r == 1).all() for r in rows_seen)
+    total = sum(m.n_conformations for m in mols)
+    assert sum(g.n_conformations for g in plan.groups) == total
+    assert plan.fingerprint() == make_plan(mols, block, split).fingerprint()
+
+
+def test_conformation_split_fractions_and_determinism():
+    s = SplitSettings(fractions=(0.8, 0.1, 0.1), seed=3)
+    codes = conformation_splits(s, 7, 1000)
+    assert np.bincount(codes, minlength=3).tolist() == [800, 100, 100]
+    assert (codes == conformation_splits(s, 7, 1000)).all()
+    assert not (codes == conformation_splits(s, 8, 1000)).all()
+
+
+def test_molecule_split_holds_whole_molecules_out():
+    s = SplitSettings(fractions=(0.8, 0.1, 0.1), seed=0, by="molecule")
+    codes = molecule_splits(s, 20)
+    assert sorted(codes).count(1) == 2 and codes.count(2) == 2
+    mols = [MoleculeShape(10, 2, (1, 1)) for _ in range(20)]
+    plan = make_plan(mols, 4, s)
+    for u in plan.units:
+        assert [p.split for p in u.parts] == [codes[u.molecule]]
