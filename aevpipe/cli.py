@@ -210,6 +210,139 @@ def featurize(
         click.echo(line)
 
 
+def parse_bytes(text: str) -> int:
+    """'1GiB', '512MiB', '2G', '1000000' -> bytes."""
+    units = {
+        "": 1,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "KIB": 1 << 10,
+        "MIB": 1 << 20,
+        "GIB": 1 << 30,
+        "KB": 1e3,
+        "MB": 1e6,
+        "GB": 1e9,
+    }
+    t = text.strip().upper().replace(" ", "")
+    number = t.rstrip("KMGIB")
+    try:
+        return int(float(number) * units[t[len(number) :]])
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"not a size: {text!r} (e.g. 1GiB, 512MiB)") from None
+
+
+@cli.command()
+@click.option(
+    "--shards",
+    type=click.Path(file_okay=False),
+    default="data/aev",
+    show_default=True,
+    help="Shard store written by `aevpipe featurize`.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory [default: data/runs/run-<date>-<time>].",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["ani1x", "seed"]),
+    default="ani1x",
+    show_default=True,
+    help="ani1x: ANI-1x networks, AdamW, schedule; seed: the course project's recipe.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML file with a [train] table overriding the preset.",
+)
+@click.option("--max-epochs", type=click.IntRange(min=1))
+@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of training.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate."
+)
+@click.option(
+    "--memory-limit",
+    default="1GiB",
+    show_default=True,
+    help="AEV data the loader may hold in RAM.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@clean_errors
+def train(
+    shards,
+    out,
+    preset,
+    config_path,
+    max_epochs,
+    max_time,
+    batch_size,
+    lr,
+    memory_limit,
+    device,
+    seed,
+    resume,
+    overwrite,
+    progress,
+):
+    """Train per-element networks straight from AEV shards.
+
+    \b
+    Example:
+      aevpipe train --shards data/aev --out data/runs/s01 --max-time 600
+      aevpipe train --shards data/aev --out data/runs/s01 --resume
+      aevpipe train --shards data/aev --preset seed
+    """
+    import time
+
+    from aevpipe.config import load_train_settings
+    from aevpipe.stages.train import train as run
+
+    settings = load_train_settings(
+        preset,
+        Path(config_path) if config_path else None,
+        max_epochs=max_epochs,
+        max_time=max_time,
+        batch_size=batch_size,
+        lr=lr,
+        memory_limit=parse_bytes(memory_limit),
+        device=device,
+        seed=seed,
+    )
+    if out is None:
+        if resume:
+            raise UserError("--resume needs --out (the run to continue)")
+        out = Path("data/runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    result = run(
+        Path(shards),
+        Path(out),
+        settings,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        echo=click.echo,
+    )
+    m = result.metrics
+    click.echo(
+        f"stopped after epoch {result.epochs} ({result.stop_reason}); "
+        f"best epoch {result.best_epoch}"
+    )
+    for split in ("train", "valid", "test"):
+        click.echo(
+            f"  {split:5s} RMSE {m[split]['rmse_kcal_mol']:.3f}  MAE "
+            f"{m[split]['mae_kcal_mol']:.3f} kcal/mol  (n={m[split]['n']:,})"
+        )
+    click.echo(f"run written to {out}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="aevpipe")

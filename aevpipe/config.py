@@ -172,3 +172,98 @@ class FeaturizeSettings:
     chunk_rows: int = 4096  # rows per Zarr chunk of the AEV arrays
     device: str = "auto"
     skip_invalid: bool = False
+
+
+ANI1X_HIDDEN = {
+    "H": (160, 128, 96),
+    "C": (144, 112, 96),
+    "N": (128, 112, 96),
+    "O": (128, 112, 96),
+    "S": (128, 112, 96),
+    "F": (128, 112, 96),
+    "Cl": (128, 112, 96),
+}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything `train` needs besides the store and the run directory."""
+
+    preset: str = "ani1x"
+    hidden: dict[str, tuple[int, ...]] = field(default_factory=lambda: ANI1X_HIDDEN)
+    activation: str = "celu"
+    optimizer: str = "adamw"  # or "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    momentum: float = 0.0  # SGD only
+    batch_size: int = 256
+    valid_batch_size: int = 4096
+    max_epochs: int = 10000
+    max_time: float | None = None  # seconds of training, resumes included
+    schedule: str = "plateau"  # "plateau": lr *= lr_factor when validation stalls
+    lr_factor: float = 0.5
+    lr_patience: int = 25  # epochs without a new best before the lr drops
+    min_lr: float = 1e-6  # stop when the lr falls below this
+    early_stop: int = 200  # stop after this many epochs without a new best; 0: never
+    memory_limit: int = 1 << 30  # bytes of AEV data the loader may hold
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        hidden = {k: tuple(int(x) for x in v) for k, v in dict(self.hidden).items()}
+        object.__setattr__(self, "hidden", hidden)
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be adamw or sgd: {self.optimizer}")
+        if self.schedule not in ("plateau", "none"):
+            raise ValueError(f"schedule must be plateau or none: {self.schedule}")
+        for name in ("batch_size", "valid_batch_size", "max_epochs", "memory_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive: {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"learning rate must be positive: {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["hidden"] = {k: list(v) for k, v in self.hidden.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown train setting(s): {sorted(unknown)}")
+        return cls(**data)
+
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "ani1x": {},
+    # The course project's recipe: 4 fully connected layers per element, ReLU,
+    # L2 weight 1e-5 (as SGD weight decay), SGD lr 1e-3, batch 600, 100 epochs,
+    # no schedule, no early stop.
+    "seed": {
+        "activation": "relu",
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "weight_decay": 1e-5,
+        "batch_size": 600,
+        "max_epochs": 100,
+        "schedule": "none",
+        "early_stop": 0,
+    },
+}
+
+
+def load_train_settings(
+    preset: str = "ani1x", toml_path: Path | None = None, **overrides: Any
+) -> TrainSettings:
+    """Train settings from a preset, a `[train]` table of a TOML file, then flags."""
+    if preset not in TRAIN_PRESETS:
+        raise ValueError(
+            f"unknown train preset {preset!r}; choose from {list(TRAIN_PRESETS)}"
+        )
+    data: dict[str, Any] = {"preset": preset, **TRAIN_PRESETS[preset]}
+    if toml_path is not None:
+        data.update(read_toml(toml_path).get("train", {}))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainSettings.from_dict(data)

@@ -30,3 +30,19 @@ def real_s01() -> Path:
     if not REAL_S01.is_file():
         pytest.skip(f"real ANI-1 subset not found at {REAL_S01}")
     return REAL_S01
+
+
+@pytest.fixture
+def store(release_file, tmp_path) -> Path:
+    """A complete shard store of `release_file`, small chunks so blocks are many."""
+    from aevpipe.config import FeaturizeSettings
+    from aevpipe.stages.featurize import featurize
+
+    out = tmp_path / "aev"
+    featurize(
+        [str(release_file)],
+        out,
+        FeaturizeSettings(block_size=40, chunk_rows=64),
+        progress=False,
+    )
+    return out

@@ -1,0 +1,311 @@
+"""The bounded-memory loader: whole blocks of shards in, mixed dense batches out.
+
+A block is a run of conformations of one atom-count group and one split, with the
+matching contiguous rows of every element array, sized to about one AEV chunk. Each
+epoch shuffles the blocks, fills a window of blocks up to the memory budget (the
+next window loads in a background thread meanwhile), and deals the window's
+conformations into batches in a random order, so a batch mixes molecules and atom
+counts. When the whole split fits in half the budget it is loaded once and kept.
+
+Batches are per-element row blocks plus a row -> conformation index: no padding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aevpipe import keys
+from aevpipe.shards import ShardStore
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """Conformations [start, stop) of one group's split region, and their rows."""
+
+    n_atoms: int
+    start: int
+    stop: int
+    rows: tuple[tuple[int, int], ...]  # per element: [row start, row stop)
+
+    def n_rows(self) -> int:
+        return sum(b - a for a, b in self.rows)
+
+
+@dataclass
+class LoadedBlock:
+    """A block in memory."""
+
+    energy: np.ndarray  # (n,) float64 Hartree
+    counts: np.ndarray  # (n, n_elements) atoms of each element per conformation
+    aev: list[np.ndarray | None]  # per element (rows, L) float32
+    conf: list[np.ndarray | None]  # per element (rows,) int64, local conformation
+
+
+@dataclass
+class Batch:
+    """One training batch, as torch tensors on the CPU."""
+
+    aev: dict[str, torch.Tensor]  # element -> (rows, L) float32
+    conf: dict[str, torch.Tensor]  # element -> (rows,) int64 into the batch
+    energy: torch.Tensor  # (B,) float64 Hartree, reference
+    target: torch.Tensor  # (B,) float32 Hartree, reference minus self energies
+    n_atoms: torch.Tensor  # (B,) float32
+    counts: torch.Tensor  # (B, n_elements) float64
+
+    @property
+    def size(self) -> int:
+        return len(self.energy)
+
+    def to(self, device: torch.device) -> Batch:
+        if device.type == "cpu":
+            return self
+        nb = {"non_blocking": True}
+        return Batch(
+            aev={e: t.to(device, **nb) for e, t in self.aev.items()},
+            conf={e: t.to(device, **nb) for e, t in self.conf.items()},
+            energy=self.energy.to(device, **nb),
+            target=self.target.to(device, **nb),
+            n_atoms=self.n_atoms.to(device, **nb),
+            counts=self.counts.to(device, **nb),
+        )
+
+
+def element_counts(species: np.ndarray, n_elements: int) -> np.ndarray:
+    """(C, A) element indices -> (C, n_elements) atom counts."""
+    return np.stack([(species == e).sum(1) for e in range(n_elements)], axis=1)
+
+
+def plan_blocks(store: ShardStore, split: int, target_rows: int) -> list[BlockRef]:
+    """Cut `split`'s region of every group into blocks of about `target_rows` rows.
+
+    Row ranges at block boundaries come from streaming the species array once.
+    """
+    n_el = len(store.elements)
+    blocks = []
+    for layout in store.layouts:
+        c0, c1 = layout.conformation_range(split)
+        if c1 == c0:
+            continue
+        per_block = max(1, target_rows // layout.n_atoms)
+        species = store.array(layout.n_atoms, keys.SPECIES)
+        row = [layout.row_range(split, e)[0] for e in range(n_el)]
+        step = species.chunks[0]
+        for a in range(c0, c1, step):
+            b = min(c1, a + step)
+            counts = element_counts(species[a:b], n_el)
+            for s in range(a, b, per_block):
+                t = min(b, s + per_block)
+                n = counts[s - a : t - a].sum(0)
+                rows = tuple((row[e], row[e] + int(n[e])) for e in range(n_el))
+                row = [r1 for _, r1 in rows]
+                blocks.append(BlockRef(layout.n_atoms, s, t, rows))
+    return blocks
+
+
+def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
+    """Read one block: whole row ranges of each element array, decompressed."""
+    a = ref.n_atoms
+    n = ref.stop - ref.start
+    aevs: list[np.ndarray | None] = []
+    confs: list[np.ndarray | None] = []
+    counts = np.zeros((n, len(store.elements)), np.int64)
+    for e, element in enumerate(store.elements):
+        r0, r1 = ref.rows[e]
+        if r1 == r0:
+            aevs.append(None)
+            confs.append(None)
+            continue
+        aevs.append(store.array(a, keys.AEV, element)[r0:r1])
+        conf = store.array(a, keys.CONFORMATION, element)[r0:r1].astype(np.int64)
+        conf -= ref.start
+        confs.append(conf)
+        counts[:, e] = np.bincount(conf, minlength=n)
+    energy = store.array(a, keys.ENERGY)[ref.start : ref.stop]
+    return LoadedBlock(energy=energy, counts=counts, aev=aevs, conf=confs)
+
+
+@dataclass
+class Window:
+    """Several loaded blocks concatenated: the unit that batches are dealt from."""
+
+    energy: np.ndarray
+    counts: np.ndarray
+    aev: list[np.ndarray | None]
+    conf: list[np.ndarray | None]
+
+    @classmethod
+    def concat(cls, blocks: list[LoadedBlock], n_elements: int) -> Window:
+        offsets = np.cumsum([0] + [len(b.energy) for b in blocks])
+        aev, conf = [], []
+        for e in range(n_elements):
+            parts = [
+                (b.aev[e], b.conf[e] + o)
+                for b, o in zip(blocks, offsets, strict=False)
+                if b.aev[e] is not None
+            ]
+            aev.append(np.concatenate([p[0] for p in parts]) if parts else None)
+            conf.append(np.concatenate([p[1] for p in parts]) if parts else None)
+        return cls(
+            energy=np.concatenate([b.energy for b in blocks]),
+            counts=np.concatenate([b.counts for b in blocks]),
+            aev=aev,
+            conf=conf,
+        )
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.aev if a is not None)
+
+
+class ShardLoader:
+    """Batches of one split of a store, holding at most `memory_limit` bytes of AEVs.
+
+    `self_energies` (per element, Hartree) are subtracted to make the targets.
+    """
+
+    def __init__(
+        self,
+        store: ShardStore,
+        split: int,
+        batch_size: int,
+        memory_limit: int,
+        self_energies: np.ndarray,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive: {batch_size}")
+        self.store = store
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.self_energies = np.asarray(self_energies, np.float64)
+        self.elements = store.elements
+        row_bytes = store.aev.aev_length * 4
+        chunk_rows = int(store.attrs.get("chunk_rows", 4096))
+        # A block of about one chunk, but at most 1/8 of the budget so windows mix.
+        target_rows = max(1, min(chunk_rows, memory_limit // (8 * row_bytes)))
+        blocks = plan_blocks(store, split, target_rows)
+        self.blocks = blocks[rank::world_size]
+        self.n_conformations = sum(b.stop - b.start for b in self.blocks)
+        total = sum(b.n_rows() for b in self.blocks) * row_bytes
+        # Two windows live at once: the one being dealt and the one loading.
+        self.window_bytes = max(row_bytes, memory_limit // 2)
+        self.resident: Window | None = None
+        if total <= self.window_bytes:
+            loaded = [load_block(store, b) for b in self.blocks]
+            self.resident = (
+                Window.concat(loaded, len(self.elements)) if loaded else None
+            )
+        self.peak_window_bytes = 0
+
+    def __len__(self) -> int:
+        """Conformations per epoch."""
+        return self.n_conformations
+
+    def _windows(self, order: list[BlockRef]) -> Iterator[list[BlockRef]]:
+        row_bytes = self.store.aev.aev_length * 4
+        window, size = [], 0
+        for ref in order:
+            nbytes = ref.n_rows() * row_bytes
+            if window and size + nbytes > self.window_bytes:
+                yield window
+                window, size = [], 0
+            window.append(ref)
+            size += nbytes
+        if window:
+            yield window
+
+    def _load(self, refs: list[BlockRef]) -> Window:
+        return Window.concat(
+            [load_block(self.store, r) for r in refs], len(self.elements)
+        )
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """All batches of one epoch; every conformation exactly once."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.resident is not None:
+            yield from self._deal(self.resident, rng)
+            return
+        order = list(self.blocks)
+        if self.shuffle:
+            order = [order[i] for i in rng.permutation(len(order))]
+        windows = list(self._windows(order))
+        result: dict[int, Window | BaseException] = {}
+
+        def fetch(i: int) -> None:
+            try:
+                result[i] = self._load(windows[i])
+            except BaseException as exc:  # re-raised in the consumer
+                result[i] = exc
+
+        thread = None
+        if windows:
+            thread = threading.Thread(target=fetch, args=(0,), daemon=True)
+            thread.start()
+        for i in range(len(windows)):
+            thread.join()
+            current = result.pop(i)
+            if isinstance(current, BaseException):
+                raise current
+            if i + 1 < len(windows):
+                thread = threading.Thread(target=fetch, args=(i + 1,), daemon=True)
+                thread.start()
+            self.peak_window_bytes = max(self.peak_window_bytes, current.nbytes())
+            yield from self._deal(current, rng)
+
+    def _deal(self, w: Window, rng: np.random.Generator) -> Iterator[Batch]:
+        n = len(w.energy)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        position = np.empty(n, np.int64)
+        position[order] = np.arange(n)
+        bs = self.batch_size
+        n_batches = -(-n // bs)
+        per_element = []
+        for e in range(len(self.elements)):
+            if w.conf[e] is None:
+                per_element.append(None)
+                continue
+            pos = position[w.conf[e]]
+            batch_of_row = pos // bs
+            rows = np.argsort(batch_of_row, kind="stable")
+            bounds = np.concatenate(
+                [[0], np.cumsum(np.bincount(batch_of_row, minlength=n_batches))]
+            )
+            per_element.append(
+                (
+                    torch.from_numpy(w.aev[e]),
+                    torch.from_numpy(rows),
+                    torch.from_numpy(pos[rows] % bs),
+                    bounds,
+                )
+            )
+        target = w.energy - w.counts @ self.self_energies
+        n_atoms = w.counts.sum(1)
+        for b in range(n_batches):
+            confs = order[b * bs : (b + 1) * bs]
+            aev, conf = {}, {}
+            for e, element in enumerate(self.elements):
+                if per_element[e] is None:
+                    continue
+                rows_t, row_idx, local, bounds = per_element[e]
+                lo, hi = bounds[b], bounds[b + 1]
+                if hi == lo:
+                    continue
+                idx = row_idx[lo:hi]
+                aev[element] = rows_t.index_select(0, idx)
+                conf[element] = local[lo:hi]
+            yield Batch(
+                aev=aev,
+                conf=conf,
+                energy=torch.from_numpy(w.energy[confs]),
+                target=torch.from_numpy(target[confs].astype(np.float32)),
+                n_atoms=torch.from_numpy(n_atoms[confs].astype(np.float32)),
+                counts=torch.from_numpy(w.counts[confs].astype(np.float64)),
+            )

@@ -1,0 +1,58 @@
+"""The run directory: what a training run writes and how it is read back.
+
+config.json      resolved settings, the store it trained on, AEV parameters
+checkpoint.pt    everything to resume: model, optimiser, schedule, epoch, clock
+best.pt          the best model by validation RMSE, self-contained
+history.jsonl    one line per epoch
+metrics.json     train/valid/test RMSE and MAE (kcal/mol) of the best model
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+HISTORY = "history.jsonl"
+METRICS = "metrics.json"
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def save_torch(path: Path, payload: Any) -> None:
+    """torch.save atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_history(run: Path) -> list[dict[str, Any]]:
+    """Epoch records of a run, in order."""
+    path = Path(run) / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def truncate_history(run: Path, epochs: int) -> None:
+    """Keep the first `epochs` records (those the checkpoint knows of)."""
+    kept = read_history(run)[:epochs]
+    tmp = Path(run) / (HISTORY + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, Path(run) / HISTORY)
+
+
+def append_history(run: Path, record: dict[str, Any]) -> None:
+    with open(Path(run) / HISTORY, "a") as fh:
+        fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,159 @@
+"""Stage two: training learns, writes its run, resumes exactly, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from aevpipe import keys, runs
+from aevpipe.cli import cli
+from aevpipe.config import FeaturizeSettings, SplitSettings, load_train_settings
+from aevpipe.errors import RunError, StoreError
+from aevpipe.stages.featurize import featurize
+from aevpipe.stages.train import train
+
+SMALL = {"hidden": {e: (32, 16) for e in "HCNO"}, "batch_size": 32}
+
+
+def settings(**kw):
+    return load_train_settings(**{**SMALL, **kw})
+
+
+def quiet(*_):
+    pass
+
+
+def test_training_learns_and_writes_its_run(store, tmp_path):
+    run = tmp_path / "run"
+    result = train(store, run, settings(max_epochs=12), progress=False, echo=quiet)
+    history = runs.read_history(run)
+    assert [h["epoch"] for h in history] == list(range(1, 13))
+    assert history[-1]["train_rmse_kcal_mol"] < history[0]["train_rmse_kcal_mol"] / 3
+    metrics = json.loads((run / runs.METRICS).read_text())
+    for split, n in (("train", 276), ("valid", 35), ("test", 34)):
+        assert metrics[split]["n"] == n
+        assert metrics[split]["rmse_kcal_mol"] >= metrics[split]["mae_kcal_mol"] > 0
+    assert result.metrics["valid"] == metrics["valid"]
+    best = min(h["valid_rmse_kcal_mol"] for h in history)
+    assert metrics["valid"]["rmse_kcal_mol"] == pytest.approx(best, rel=1e-6)
+    config = json.loads((run / runs.CONFIG).read_text())
+    assert config["settings"]["batch_size"] == 32 and config["elements"] == list("HCNO")
+
+
+def test_resume_after_a_kill_mid_epoch_lands_where_a_full_run_does(store, tmp_path):
+    full = tmp_path / "full"
+    train(store, full, settings(max_epochs=6), progress=False, echo=quiet)
+
+    def kill(epoch, batch):
+        if epoch == 4 and batch == 3:
+            raise KeyboardInterrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            store,
+            part,
+            settings(max_epochs=6),
+            progress=False,
+            echo=quiet,
+            on_batch=kill,
+        )
+    assert len(runs.read_history(part)) == 3
+    train(store, part, settings(max_epochs=6), resume=True, progress=False, echo=quiet)
+    a, b = runs.read_history(full), runs.read_history(part)
+    assert [h["epoch"] for h in b] == list(range(1, 7))
+    for x, y in zip(a, b, strict=True):
+        assert x["valid_rmse_kcal_mol"] == pytest.approx(
+            y["valid_rmse_kcal_mol"], rel=1e-5
+        )
+
+
+def test_refusals(store, release_file, tmp_path):
+    run = tmp_path / "run"
+    train(store, run, settings(max_epochs=1), progress=False, echo=quiet)
+    with pytest.raises(RunError, match="already holds a run"):
+        train(store, run, settings(max_epochs=1), progress=False, echo=quiet)
+    with pytest.raises(RunError, match="settings differ"):
+        train(
+            store,
+            run,
+            settings(max_epochs=2, lr=0.1),
+            resume=True,
+            progress=False,
+            echo=quiet,
+        )
+    other = tmp_path / "other"
+    featurize(
+        [str(release_file)],
+        other,
+        FeaturizeSettings(split=SplitSettings(seed=9)),
+        progress=False,
+    )
+    with pytest.raises(RunError, match="another shard store"):
+        train(
+            other, run, settings(max_epochs=2), resume=True, progress=False, echo=quiet
+        )
+    (store / keys.MANIFEST).unlink()
+    with pytest.raises(StoreError, match="incomplete"):
+        train(store, tmp_path / "r2", settings(), progress=False, echo=quiet)
+
+
+def test_empty_training_split(release_file, tmp_path):
+    out = tmp_path / "aev"
+    featurize(
+        [str(release_file)],
+        out,
+        FeaturizeSettings(split=SplitSettings(fractions=(0.0, 0.5, 0.5))),
+        progress=False,
+    )
+    with pytest.raises(StoreError, match="training split is empty"):
+        train(out, tmp_path / "run", settings(), progress=False, echo=quiet)
+
+
+def test_cli_train_and_errors(store, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--shards",
+        str(store),
+        "--out",
+        str(run),
+        "--max-epochs",
+        "2",
+        "--no-progress",
+    ]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "test  RMSE" in result.output
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    resumed = runner.invoke(cli, [*args[:-2], "3", "--resume", "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.output
+    assert len(runs.read_history(run)) == 3
+    shutil.rmtree(store / "n005")
+    (store / keys.MANIFEST).unlink()
+    bad = runner.invoke(
+        cli, ["train", "--shards", str(store), "--out", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2 and "incomplete store" in bad.output
+
+
+def test_real_s01_reaches_chemical_accuracy_fast(real_s01, tmp_path):
+    """The seed project's failure, guarded: on real ANI-1 data a short run on two
+    CPU cores gets validation RMSE under 1.5 kcal/mol."""
+    store = tmp_path / "aev"
+    featurize([str(real_s01)], store, FeaturizeSettings(), progress=False)
+    result = train(
+        store,
+        tmp_path / "run",
+        load_train_settings(max_time=20),
+        progress=False,
+        echo=quiet,
+    )
+    assert result.metrics["valid"]["rmse_kcal_mol"] < 1.5
+    assert result.metrics["test"]["n"] == 1080
