@@ -135,9 +135,15 @@ def cli() -> None:
 @click.option(
     "--block-size",
     type=click.IntRange(min=1),
-    default=2048,
+    default=None,
+    help="Conformations per work unit [default: as many as --block-atoms allows].",
+)
+@click.option(
+    "--block-atoms",
+    type=click.IntRange(min=1),
+    default=65536,
     show_default=True,
-    help="Conformations per work unit (bounds memory).",
+    help="Atoms per work unit: bounds featurize memory (~1.5 kB per atom).",
 )
 @click.option(
     "--chunk-rows",
@@ -169,6 +175,7 @@ def featurize(
     seed,
     split_by,
     block_size,
+    block_atoms,
     chunk_rows,
     device,
     workers,
@@ -193,6 +200,7 @@ def featurize(
         aev=resolve_aev(**aev),
         split=SplitSettings(fractions=fractions, seed=seed, by=split_by),
         block_size=block_size,
+        block_atoms=block_atoms,
         chunk_rows=chunk_rows,
         device=device,
         skip_invalid=skip_invalid,

@@ -168,7 +168,8 @@ class FeaturizeSettings:
 
     aev: AEVParams = field(default_factory=AEVParams.ani1x)
     split: SplitSettings = field(default_factory=SplitSettings)
-    block_size: int = 2048  # conformations per work unit: bounds memory
+    block_size: int | None = None  # conformations per work unit; None: by atoms
+    block_atoms: int = 65536  # atoms per work unit (about 100 MB of AEVs)
     chunk_rows: int = 4096  # rows per Zarr chunk of the AEV arrays
     device: str = "auto"
     skip_invalid: bool = False

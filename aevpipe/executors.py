@@ -6,8 +6,10 @@ output goes, so the store is the same whichever executor ran them.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 
@@ -24,15 +26,32 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+def _both(fn, finish, task):
+    return finish(task, fn(task))
+
+
 class InProcessExecutor:
-    """Plain Python: one unit after another, in this process."""
+    """Plain Python, in this process: units one after another. With `finish`, the
+    next unit's `fn` overlaps the previous unit's `finish` (a background thread),
+    and at most one unit waits to be finished, so memory stays bounded."""
 
     concurrent = False
     workers = 1
 
-    def map_unordered(self, fn, tasks):
-        for task in tasks:
-            yield fn(task)
+    def map_unordered(self, fn, tasks, finish=None):
+        if finish is None:
+            for task in tasks:
+                yield fn(task)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for task in tasks:
+                intermediate = fn(task)
+                if pending is not None:
+                    yield pending.result()
+                pending = pool.submit(finish, task, intermediate)
+            if pending is not None:
+                yield pending.result()
 
     def close(self) -> None:
         pass
@@ -60,9 +79,11 @@ class DaskExecutor:
             self.client = Client(self._cluster)
         self.workers = max(1, len(self.client.scheduler_info()["workers"]))
 
-    def map_unordered(self, fn, tasks):
+    def map_unordered(self, fn, tasks, finish=None):
         from dask.distributed import as_completed
 
+        if finish is not None:
+            fn = functools.partial(_both, fn, finish)
         futures = self.client.map(fn, list(tasks), pure=False)
         try:
             for future in as_completed(futures):

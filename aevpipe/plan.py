@@ -147,12 +147,27 @@ def conformation_splits(
     return codes
 
 
+def unit_size(n_atoms: int, block_size: int | None, block_atoms: int) -> int:
+    """Conformations per unit: `block_size` when given, else as many as fit in
+    `block_atoms` atoms (at least one)."""
+    if block_size is not None:
+        return block_size
+    return max(1, block_atoms // n_atoms)
+
+
 def make_plan(
-    molecules: list[MoleculeShape], block_size: int, split: SplitSettings
+    molecules: list[MoleculeShape],
+    block_size: int | None,
+    split: SplitSettings,
+    block_atoms: int = 65536,
 ) -> Plan:
-    """Cut molecules into units of at most `block_size` conformations and place them."""
-    if block_size < 1:
-        raise ValueError(f"block size must be positive: {block_size}")
+    """Cut molecules into units and place them.
+
+    A unit holds `block_size` conformations when given, else about `block_atoms`
+    atoms: big units write whole chunks and rarely share one with another unit.
+    """
+    if (block_size is not None and block_size < 1) or block_atoms < 1:
+        raise ValueError(f"block size must be positive: {block_size}, {block_atoms}")
     if not molecules:
         raise ValueError("nothing to plan: no molecules")
     n_el = len(molecules[0].element_counts)
@@ -165,8 +180,9 @@ def make_plan(
         code = None if mol_codes is None else mol_codes[index]
         codes = conformation_splits(split, index, mol.n_conformations, code)
         total = conf_total.setdefault(mol.n_atoms, np.zeros(N_SPLITS, np.int64))
-        for start in range(0, mol.n_conformations, block_size):
-            stop = min(mol.n_conformations, start + block_size)
+        size = unit_size(mol.n_atoms, block_size, block_atoms)
+        for start in range(0, mol.n_conformations, size):
+            stop = min(mol.n_conformations, start + size)
             counts = np.bincount(codes[start:stop], minlength=N_SPLITS)
             blocks.append((index, start, stop, counts))
             total += counts

@@ -20,7 +20,7 @@ from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, SplitSettings
 from aevpipe.errors import InputError
 from aevpipe.plan import Unit, conformation_splits
-from aevpipe.shards import PartData, mark_done, open_writer, write_part
+from aevpipe.shards import PartData, StoreWriter, mark_done
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class UnitTask:
     """Everything a worker needs to run one unit."""
 
     store: str
+    plan: str  # the store's plan fingerprint: cached writers follow it
     unit: Unit
     file: str
     group: str
@@ -43,6 +44,11 @@ class UnitTask:
 @functools.lru_cache(maxsize=4)
 def _computer(aev: AEVParams, device: str):
     return build_aev_computer(aev, resolve_device(device))
+
+
+@functools.lru_cache(maxsize=2)
+def _writer(store: str, plan: str, locked: bool) -> StoreWriter:
+    return StoreWriter(Path(store), locked)
 
 
 @functools.lru_cache(maxsize=8)
@@ -68,54 +74,85 @@ def species_indices(
     return table[inverse].reshape(symbols.shape)
 
 
-def run_unit(task: UnitTask) -> dict[str, Any]:
-    """Run one unit and mark it done; returns its counts and compute time."""
+@dataclass
+class ComputedUnit:
+    """A unit's AEVs and source data, conformations in split order (the order of
+    `unit.parts`), between computing and writing."""
+
+    aevs: torch.Tensor  # (n, A, L) float32, CPU
+    species: np.ndarray  # (n, A) int8
+    energies: np.ndarray  # (n,) float64
+    index: np.ndarray  # (n,) int32 conformation index in the source group
+    seconds: float
+
+
+def compute_unit(task: UnitTask) -> ComputedUnit:
+    """Read the unit's conformations, sort them by split, compute their AEVs.
+
+    Sorting the inputs (small) rather than the AEVs (large) makes each split part
+    a contiguous slice of the output.
+    """
     if task.threads:
         torch.set_num_threads(task.threads)
-    unit, elements = task.unit, task.aev.elements
+    unit = task.unit
     block = _reader(task.file).read(task.group, unit.start, unit.stop)
-    species = species_indices(block.symbols, elements, task.file, task.group)
-    t0 = time.perf_counter()
-    aevs = (
-        compute_aevs(
-            _computer(task.aev, task.device),
-            torch.from_numpy(species),
-            torch.from_numpy(block.coordinates),
-        )
-        .cpu()
-        .numpy()
-    )  # (n, A, L)
-    seconds = time.perf_counter() - t0
+    species = species_indices(block.symbols, task.aev.elements, task.file, task.group)
     codes = conformation_splits(
         task.split, unit.molecule, task.n_conformations_of_molecule, task.molecule_code
     )[unit.start : unit.stop]
-    root = open_writer(Path(task.store), task.locked)
+    order = np.argsort(codes, kind="stable")  # split order, source order within
+    species = species[order]
+    t0 = time.perf_counter()
+    aevs = compute_aevs(
+        _computer(task.aev, task.device),
+        torch.from_numpy(species),
+        torch.from_numpy(block.coordinates[order]),
+    )
+    seconds = time.perf_counter() - t0
+    index = (unit.start + order).astype(np.int32)
+    return ComputedUnit(aevs, species, block.energies[order], index, seconds)
+
+
+def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
+    """Write a computed unit at its planned positions and mark it done."""
+    unit, elements = task.unit, task.aev.elements
+    writer = _writer(task.store, task.plan, task.locked)
+    species_t = torch.from_numpy(computed.species)
     rows = dict.fromkeys(elements, 0)
+    start = 0
     for part in unit.parts:
-        local = np.flatnonzero(codes == part.split)  # source order
-        part_species = species[local]
+        stop = start + part.count
+        part_aevs = computed.aevs[start:stop]
+        part_species = species_t[start:stop]
         aev_rows, conf_rows = {}, {}
         for e, element in enumerate(elements):
-            conf_idx, atom_idx = np.nonzero(part_species == e)  # (conformation, atom)
+            mask = part_species == e
+            conf_idx = mask.nonzero()[:, 0]  # row-major: (conformation, atom) order
             if len(conf_idx) == 0:
                 continue
-            aev_rows[element] = aevs[local[conf_idx], atom_idx]
-            conf_rows[element] = (part.conformation_offset + conf_idx).astype(np.int32)
+            aev_rows[element] = part_aevs[mask].numpy()
+            conf_rows[element] = (part.conformation_offset + conf_idx).int().numpy()
             rows[element] += len(conf_idx)
         data = PartData(
-            energy=block.energies[local],
-            species=part_species,
+            energy=computed.energies[start:stop],
+            species=computed.species[start:stop],
             molecule=np.full(part.count, unit.molecule, dtype=np.int32),
-            index=(unit.start + local).astype(np.int32),
+            index=computed.index[start:stop],
             aev=aev_rows,
             conformation=conf_rows,
         )
-        write_part(root, unit.n_atoms, part, data, elements)
+        writer.write_part(unit.n_atoms, part, data, elements)
+        start = stop
     stats = {
         "conformations": unit.n_conformations,
         "atoms": unit.n_conformations * unit.n_atoms,
         "rows": rows,
-        "aev_seconds": seconds,
+        "aev_seconds": computed.seconds,
     }
     mark_done(Path(task.store), unit.uid, stats)
     return stats
+
+
+def run_unit(task: UnitTask) -> dict[str, Any]:
+    """Compute and write one unit; returns its counts and AEV time."""
+    return write_unit(task, compute_unit(task))

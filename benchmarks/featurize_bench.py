@@ -45,18 +45,20 @@ def child_featurize(src: str, out: str, device: str) -> dict:
 def child_aev_alone(src: str, device: str) -> dict:
     import torch
 
-    from aevpipe.aev import build_aev_computer, resolve_device
+    from aevpipe.aev import BATCH_ATOMS, build_aev_computer, resolve_device
     from aevpipe.ani1 import ANI1File
-    from aevpipe.config import AEVParams, FeaturizeSettings
+    from aevpipe.config import AEVParams
+    from aevpipe.plan import unit_size
     from aevpipe.units import species_indices
 
-    block = FeaturizeSettings().block_size
     params = AEVParams.ani1x()
     dev = resolve_device(device)
     computer = build_aev_computer(params, dev)
     batches = []
     with ANI1File(src) as f:
         for m in f.molecules():
+            # AEVComputer alone at the batch size featurize itself calls it with.
+            block = unit_size(m.n_atoms, None, BATCH_ATOMS)
             for start in range(0, m.n_conformations, block):
                 b = f.read(m.group, start, min(m.n_conformations, start + block))
                 s = species_indices(b.symbols, params.elements, src, m.group)

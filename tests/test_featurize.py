@@ -176,20 +176,20 @@ def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monke
     fresh = tmp_path / "fresh"
     featurize([str(release_file)], fresh, settings(), progress=False)
     out = tmp_path / "aev"
-    real_run_unit, calls = stage.run_unit, []
+    real_write_unit, calls = stage.write_unit, []
 
-    def dying(task):
+    def dying(task, computed):
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
         calls.append(task.unit.uid)
-        return real_run_unit(task)
+        return real_write_unit(task, computed)
 
-    monkeypatch.setattr(stage, "run_unit", dying)
+    monkeypatch.setattr(stage, "write_unit", dying)
     with pytest.raises(KeyboardInterrupt):
         featurize([str(release_file)], out, settings(), progress=False)
     with pytest.raises(StoreError, match="incomplete"):
         shards.ShardStore.open(out)
-    monkeypatch.setattr(stage, "run_unit", real_run_unit)
+    monkeypatch.setattr(stage, "write_unit", real_write_unit)
     resumed = featurize([str(release_file)], out, settings(), progress=False)
     assert resumed.status == "resumed" and resumed.units_skipped == 3
     assert_same_store(fresh, out)

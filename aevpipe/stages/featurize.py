@@ -23,7 +23,7 @@ from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError
 from aevpipe.executors import make_executor, threads_per_worker
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
-from aevpipe.units import UnitTask, run_unit
+from aevpipe.units import UnitTask, compute_unit, write_unit
 
 
 @dataclass
@@ -100,7 +100,9 @@ def scan_inputs(
                             "covered by the AEV parameters (elements "
                             f"{list(settings.aev.elements)})",
                         )
-                    reader.check_finite(group, settings.block_size)
+                    reader.check_finite(
+                        group, max(1, settings.block_atoms // info.n_atoms)
+                    )
                     good.append(info)
                 except InputError as exc:
                     if not settings.skip_invalid:
@@ -200,6 +202,7 @@ def featurize(
         ],
         "plan_hash": plan.fingerprint(),
         "block_size": settings.block_size,
+        "block_atoms": settings.block_atoms,
         "chunk_rows": settings.chunk_rows,
     }
     attrs[keys.ATTR_PLAN] = _job_fingerprint(attrs)
@@ -216,7 +219,7 @@ def featurize(
     todo = [u for u in plan.units if u.uid not in done]
     summary.status = "resumed" if action == "resume" else "written"
     summary.units_skipped = len(plan.units) - len(todo)
-    _run_units(out, todo, molecules, settings, workers, scheduler, progress)
+    _run_units(out, attrs, todo, molecules, settings, workers, scheduler, progress)
     summary.units_run = len(todo)
     manifest = shards.finish(out, {"skipped_molecules": skipped})
     summary.conformations = sum(manifest["conformations"].values())
@@ -228,7 +231,7 @@ def featurize(
     return summary
 
 
-def _run_units(out, units, molecules, settings, workers, scheduler, progress):
+def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progress):
     if not units:
         return
     codes = molecule_splits(settings.split, len(molecules))
@@ -238,6 +241,7 @@ def _run_units(out, units, molecules, settings, workers, scheduler, progress):
         tasks = [
             UnitTask(
                 store=str(out.resolve()),
+                plan=attrs[keys.ATTR_PLAN],
                 unit=u,
                 file=molecules[u.molecule].file,
                 group=molecules[u.molecule].group,
@@ -260,7 +264,7 @@ def _run_units(out, units, molecules, settings, workers, scheduler, progress):
             desc="featurize",
             dynamic_ncols=True,
         ) as bar:
-            for stats in executor.map_unordered(run_unit, tasks):
+            for stats in executor.map_unordered(compute_unit, tasks, write_unit):
                 bar.update(stats["conformations"])
     finally:
         executor.close()
