@@ -281,6 +281,14 @@ def parse_bytes(text: str) -> int:
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Training processes on this machine (DistributedDataParallel; "
+    "gloo on CPU, one GPU each on CUDA). For several nodes use torchrun.",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -297,6 +305,7 @@ def train(
     memory_limit,
     device,
     seed,
+    nproc,
     resume,
     overwrite,
     progress,
@@ -309,6 +318,7 @@ def train(
       aevpipe train --shards data/aev --out data/runs/s01 --resume
       aevpipe train --shards data/aev --preset seed
     """
+    import json
     import time
 
     from aevpipe.config import load_train_settings
@@ -329,26 +339,94 @@ def train(
         if resume:
             raise UserError("--resume needs --out (the run to continue)")
         out = Path("data/runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    result = run(
-        Path(shards),
-        Path(out),
-        settings,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
-        echo=click.echo,
-    )
-    m = result.metrics
+    if nproc > 1:
+        from torch.multiprocessing import ProcessRaisedException
+
+        from aevpipe.distributed import spawn
+
+        try:
+            spawn(
+                nproc,
+                run,
+                Path(shards),
+                Path(out),
+                settings,
+                resume,
+                overwrite,
+                progress,
+            )
+        except ProcessRaisedException as exc:
+            raise UserError(str(exc).strip().splitlines()[-1]) from None
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+    else:
+        metrics = run(
+            Path(shards),
+            Path(out),
+            settings,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            echo=click.echo,
+        ).metrics
+    r = metrics["run"]
     click.echo(
-        f"stopped after epoch {result.epochs} ({result.stop_reason}); "
-        f"best epoch {result.best_epoch}"
+        f"stopped after epoch {r['epochs']} ({r['stop_reason']}); "
+        f"best epoch {r['best_epoch']}"
     )
     for split in ("train", "valid", "test"):
+        m = metrics[split]
         click.echo(
-            f"  {split:5s} RMSE {m[split]['rmse_kcal_mol']:.3f}  MAE "
-            f"{m[split]['mae_kcal_mol']:.3f} kcal/mol  (n={m[split]['n']:,})"
+            f"  {split:5s} RMSE {m['rmse_kcal_mol']:.3f}  MAE "
+            f"{m['mae_kcal_mol']:.3f} kcal/mol  (n={m['n']:,})"
         )
     click.echo(f"run written to {out}")
+
+
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--runs",
+    "runs_root",
+    default="data/runs",
+    show_default=True,
+    help="Where to look for the most recent run when RUN_DIR is omitted.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for report.md, report.json and PNGs [default: RUN_DIR/report].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="What to print: the Markdown report or JSON.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@clean_errors
+def report(run_dir, runs_root, out, fmt, device):
+    """Errors per split, source file and molecule, with figures, for a run.
+
+    \b
+    Example:
+      aevpipe report                       # the latest run under data/runs
+      aevpipe report data/runs/s01 --format json
+    """
+    import json
+
+    from aevpipe.stages.report import build_report, latest_run, markdown, write_report
+
+    run = Path(run_dir) if run_dir else latest_run(Path(runs_root))
+    result = build_report(run, device)
+    written = write_report(result, Path(out) if out else run / "report")
+    if fmt == "json":
+        public = {k: v for k, v in result.items() if not k.startswith("_")}
+        click.echo(json.dumps(public, indent=1))
+    else:
+        click.echo(markdown(result))
+        click.echo("written: " + ", ".join(str(p) for p in written))
 
 
 def main() -> None:

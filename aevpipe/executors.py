@@ -64,18 +64,13 @@ class DaskExecutor:
     concurrent = True
 
     def __init__(self, workers: int | None = None, address: str | None = None):
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
 
         self._cluster = None
         if address:
             self.client = Client(address)
         else:
-            self._cluster = LocalCluster(
-                n_workers=workers or 1,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            )
+            self._cluster = _local_cluster(workers or 1)
             self.client = Client(self._cluster)
         self.workers = max(1, len(self.client.scheduler_info()["workers"]))
 
@@ -95,6 +90,27 @@ class DaskExecutor:
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _local_cluster(workers: int):
+    """One process per worker, one thread each; with GPUs and dask-cuda installed,
+    its LocalCUDACluster (one worker per GPU, pinned by CUDA_VISIBLE_DEVICES)."""
+    import torch
+
+    if torch.cuda.is_available():
+        try:
+            from dask_cuda import LocalCUDACluster
+
+            return LocalCUDACluster(
+                n_workers=workers, threads_per_worker=1, dashboard_address=None
+            )
+        except ImportError:
+            pass  # workers pick GPUs by their index: see units.worker_device
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
 
 
 def make_executor(workers: int | None, address: str | None) -> Executor:

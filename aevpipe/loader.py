@@ -41,6 +41,7 @@ class LoadedBlock:
     """A block in memory."""
 
     energy: np.ndarray  # (n,) float64 Hartree
+    molecule: np.ndarray  # (n,) int32 index into the store's molecules
     counts: np.ndarray  # (n, n_elements) atoms of each element per conformation
     aev: list[np.ndarray | None]  # per element (rows, L) float32
     conf: list[np.ndarray | None]  # per element (rows,) int64, local conformation
@@ -56,6 +57,7 @@ class Batch:
     target: torch.Tensor  # (B,) float32 Hartree, reference minus self energies
     n_atoms: torch.Tensor  # (B,) float32
     counts: torch.Tensor  # (B, n_elements) float64
+    molecule: torch.Tensor  # (B,) int32 index into the store's molecules, on CPU
 
     @property
     def size(self) -> int:
@@ -72,6 +74,7 @@ class Batch:
             target=self.target.to(device, **nb),
             n_atoms=self.n_atoms.to(device, **nb),
             counts=self.counts.to(device, **nb),
+            molecule=self.molecule,
         )
 
 
@@ -126,36 +129,52 @@ def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
         confs.append(conf)
         counts[:, e] = np.bincount(conf, minlength=n)
     energy = store.array(a, keys.ENERGY)[ref.start : ref.stop]
-    return LoadedBlock(energy=energy, counts=counts, aev=aevs, conf=confs)
+    molecule = store.array(a, keys.MOLECULE)[ref.start : ref.stop]
+    return LoadedBlock(
+        energy=energy, molecule=molecule, counts=counts, aev=aevs, conf=confs
+    )
 
 
 @dataclass
 class Window:
-    """Several loaded blocks concatenated: the unit that batches are dealt from."""
+    """Several blocks in one set of arrays: the unit that batches are dealt from."""
 
     energy: np.ndarray
+    molecule: np.ndarray
     counts: np.ndarray
     aev: list[np.ndarray | None]
     conf: list[np.ndarray | None]
 
     @classmethod
-    def concat(cls, blocks: list[LoadedBlock], n_elements: int) -> Window:
-        offsets = np.cumsum([0] + [len(b.energy) for b in blocks])
-        aev, conf = [], []
-        for e in range(n_elements):
-            parts = [
-                (b.aev[e], b.conf[e] + o)
-                for b, o in zip(blocks, offsets, strict=False)
-                if b.aev[e] is not None
-            ]
-            aev.append(np.concatenate([p[0] for p in parts]) if parts else None)
-            conf.append(np.concatenate([p[1] for p in parts]) if parts else None)
-        return cls(
-            energy=np.concatenate([b.energy for b in blocks]),
-            counts=np.concatenate([b.counts for b in blocks]),
-            aev=aev,
-            conf=conf,
+    def load(cls, store: ShardStore, refs: list[BlockRef]) -> Window:
+        """Read blocks straight into preallocated window arrays: beyond the window,
+        memory holds one block at a time."""
+        n_el, length = len(store.elements), store.aev.aev_length
+        n = sum(r.stop - r.start for r in refs)
+        rows = [sum(r.rows[e][1] - r.rows[e][0] for r in refs) for e in range(n_el)]
+        window = cls(
+            energy=np.empty(n, np.float64),
+            molecule=np.empty(n, np.int32),
+            counts=np.empty((n, n_el), np.int64),
+            aev=[np.empty((k, length), np.float32) if k else None for k in rows],
+            conf=[np.empty(k, np.int64) if k else None for k in rows],
         )
+        c, r = 0, [0] * n_el
+        for ref in refs:
+            block = load_block(store, ref)
+            m = len(block.energy)
+            window.energy[c : c + m] = block.energy
+            window.molecule[c : c + m] = block.molecule
+            window.counts[c : c + m] = block.counts
+            for e in range(n_el):
+                if block.aev[e] is None:
+                    continue
+                k = len(block.aev[e])
+                window.aev[e][r[e] : r[e] + k] = block.aev[e]
+                window.conf[e][r[e] : r[e] + k] = block.conf[e] + c
+                r[e] += k
+            c += m
+        return window
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.aev if a is not None)
@@ -199,10 +218,7 @@ class ShardLoader:
         self.window_bytes = max(row_bytes, memory_limit // 2)
         self.resident: Window | None = None
         if total <= self.window_bytes:
-            loaded = [load_block(store, b) for b in self.blocks]
-            self.resident = (
-                Window.concat(loaded, len(self.elements)) if loaded else None
-            )
+            self.resident = Window.load(store, self.blocks) if self.blocks else None
         self.peak_window_bytes = 0
 
     def __len__(self) -> int:
@@ -222,11 +238,6 @@ class ShardLoader:
         if window:
             yield window
 
-    def _load(self, refs: list[BlockRef]) -> Window:
-        return Window.concat(
-            [load_block(self.store, r) for r in refs], len(self.elements)
-        )
-
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """All batches of one epoch; every conformation exactly once."""
         rng = np.random.default_rng([self.seed, epoch])
@@ -241,7 +252,7 @@ class ShardLoader:
 
         def fetch(i: int) -> None:
             try:
-                result[i] = self._load(windows[i])
+                result[i] = Window.load(self.store, windows[i])
             except BaseException as exc:  # re-raised in the consumer
                 result[i] = exc
 
@@ -308,4 +319,5 @@ class ShardLoader:
                 target=torch.from_numpy(target[confs].astype(np.float32)),
                 n_atoms=torch.from_numpy(n_atoms[confs].astype(np.float32)),
                 counts=torch.from_numpy(w.counts[confs].astype(np.float64)),
+                molecule=torch.from_numpy(w.molecule[confs]),
             )

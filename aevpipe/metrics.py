@@ -36,6 +36,13 @@ class ErrorSums:
             ]
         )
 
+    def reduce(self) -> ErrorSums:
+        """Sum over all training processes (no-op for one); returns self."""
+        from aevpipe.distributed import all_sum
+
+        all_sum(self.sums)
+        return self
+
     def merge(self, other: ErrorSums) -> None:
         self.sums += other.sums.to(self.sums.device)
 

@@ -46,6 +46,22 @@ def _computer(aev: AEVParams, device: str):
     return build_aev_computer(aev, resolve_device(device))
 
 
+def worker_device(device: str) -> str:
+    """On a Dask worker of a machine with several visible GPUs, the GPU given by
+    the worker's index (LocalCluster names workers 0, 1, ...); else `device`."""
+    if device not in ("auto", "cuda") or torch.cuda.device_count() < 2:
+        return device
+    try:
+        from dask.distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return device
+    if not isinstance(name, int):
+        return device
+    return f"cuda:{name % torch.cuda.device_count()}"
+
+
 @functools.lru_cache(maxsize=2)
 def _writer(store: str, plan: str, locked: bool) -> StoreWriter:
     return StoreWriter(Path(store), locked)
@@ -104,7 +120,7 @@ def compute_unit(task: UnitTask) -> ComputedUnit:
     species = species[order]
     t0 = time.perf_counter()
     aevs = compute_aevs(
-        _computer(task.aev, task.device),
+        _computer(task.aev, worker_device(task.device)),
         torch.from_numpy(species),
         torch.from_numpy(block.coordinates[order]),
     )

@@ -13,4 +13,5 @@ bash pipelines/setup.sh
 .venv/bin/aevpipe featurize "$SRC" --out data/aev/quickstart --no-progress
 .venv/bin/aevpipe train --shards data/aev/quickstart --out data/runs/quickstart \
   --max-time "$MAX_TIME" --overwrite --no-progress
-echo "metrics: data/runs/quickstart/metrics.json"
+.venv/bin/aevpipe report data/runs/quickstart
+echo "report: data/runs/quickstart/report/report.md"

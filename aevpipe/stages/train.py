@@ -8,6 +8,7 @@ uninterrupted run would have been. AEVs are never recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -18,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from aevpipe import keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.config import AEVParams, TrainSettings
+from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
 from aevpipe.errors import RunError, StoreError
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
@@ -59,8 +62,9 @@ def build_optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.Opt
             weight_decay=s.weight_decay,
         )
     # The fused kernel (CPU and CUDA) saves about 70% of the step's time on CPU.
-    return torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay,
-                             fused=True)
+    return torch.optim.AdamW(
+        model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True
+    )
 
 
 def loss_fn(
@@ -135,6 +139,210 @@ def _check_run_dir(
     return (run / runs.CHECKPOINT).is_file()
 
 
+class Trainer:
+    """One training run in one process (one rank of several under DDP)."""
+
+    def __init__(
+        self,
+        store: ShardStore,
+        run: Path,
+        settings: TrainSettings,
+        device: torch.device,
+        world: World,
+        progress: bool,
+        echo: Callable[[str], None],
+        on_batch: Callable[[int, int], None] | None,
+    ):
+        self.store, self.run, self.settings = store, run, settings
+        self.device, self.world = device, world
+        self.progress = progress and world.is_main
+        self.echo = echo if world.is_main else (lambda *_: None)
+        self.on_batch = on_batch
+        torch.manual_seed(settings.seed)
+        self.sae = fit_self_energies(store, TRAIN)
+        self.sae_t = torch.tensor(self.sae, dtype=torch.float64, device=device)
+        self.model = build_model(store.elements, store.aev.aev_length, settings).to(
+            device
+        )
+        self.forward = self.model
+        if world.distributed:
+            # Not every element is in every batch: unused networks are expected.
+            self.forward = DistributedDataParallel(
+                self.model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.optimizer = build_optimizer(self.model, settings)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer,
+            mode="min",
+            factor=settings.lr_factor,
+            patience=settings.lr_patience,
+            threshold=0.0,
+        )
+        self.state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "elapsed": 0.0}
+        budget = settings.memory_limit
+        share = {"rank": world.rank, "world_size": world.world_size}
+        self.train_loader = ShardLoader(
+            store,
+            TRAIN,
+            settings.batch_size,
+            budget * 3 // 4,
+            self.sae,
+            shuffle=True,
+            seed=settings.seed,
+            **share,
+        )
+        self.valid_loader = ShardLoader(
+            store,
+            VALID,
+            settings.valid_batch_size,
+            budget // 4,
+            self.sae,
+            shuffle=False,
+            **share,
+        )
+
+    def restore(self) -> None:
+        """Continue from the run's checkpoint."""
+        ckpt = torch.load(
+            self.run / runs.CHECKPOINT, map_location=self.device, weights_only=False
+        )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.state = ckpt["state"]
+        if self.world.is_main:
+            runs.truncate_history(self.run, self.state["epoch"])
+        self.echo(f"resuming {self.run} after epoch {self.state['epoch']}")
+
+    def model_payload(self) -> dict[str, Any]:
+        """best.pt: the model with everything needed to use it."""
+        return {
+            "elements": list(self.store.elements),
+            "aev": self.store.aev.to_dict(),
+            "hidden": {k: list(v) for k, v in self.settings.hidden.items()},
+            "activation": self.settings.activation,
+            "self_energies": self.sae.tolist(),
+            "model": self.model.state_dict(),
+            "epoch": self.state["epoch"],
+        }
+
+    def train_epoch(self, epoch: int, t0: float) -> tuple[ErrorSums, bool]:
+        """One pass over this rank's training share; True when time ran out."""
+        s = self.settings
+        self.model.train()
+        sums = ErrorSums(self.device)
+        timed_out = False
+        # Ranks' shares differ in batches: join lets the early ones wait.
+        join = (
+            self.forward.join() if self.world.distributed else contextlib.nullcontext()
+        )
+        with (
+            join,
+            tqdm(
+                total=len(self.train_loader),
+                unit="conf",
+                unit_scale=True,
+                leave=False,
+                disable=not self.progress,
+                desc=f"epoch {epoch}",
+                dynamic_ncols=True,
+            ) as bar,
+        ):
+            for i, batch in enumerate(self.train_loader.epoch(epoch)):
+                b = batch.to(self.device)
+                predicted = self.forward(b.aev, b.conf, b.size)
+                loss = loss_fn(predicted, b.target, b.n_atoms)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                sums.add(predicted.detach().double() + b.counts @ self.sae_t, b.energy)
+                if self.on_batch is not None:
+                    self.on_batch(epoch, i)
+                if self.progress:
+                    bar.update(b.size)
+                    if i % 50 == 0:
+                        bar.set_postfix(loss=f"{loss.item():.2e}")
+                spent = self.state["elapsed"] + time.perf_counter() - t0
+                if s.max_time and spent >= s.max_time:
+                    timed_out = True
+                    break
+        return sums, timed_out
+
+    def fit(self) -> str:
+        """Epochs until a stopping rule holds; returns the rule."""
+        s, state = self.settings, self.state
+        last_print = 0.0
+        while state["epoch"] < s.max_epochs:
+            epoch = state["epoch"] + 1
+            t0 = time.perf_counter()
+            train_sums, timed_out = self.train_epoch(epoch, t0)
+            valid_sums = evaluate(
+                self.model, self.valid_loader, self.device, self.sae_t
+            )
+            tr = train_sums.reduce().result()
+            va = valid_sums.reduce().result()
+            # Every rank takes the same decisions: the slowest clock, any time-out.
+            seconds = all_max(time.perf_counter() - t0, self.device)
+            timed_out = all_max(float(timed_out), self.device) > 0
+            state["elapsed"] += seconds
+            score = va["rmse_kcal_mol"] if va["n"] else tr["rmse_kcal_mol"]
+            lr = self.optimizer.param_groups[0]["lr"]
+            improved = score < state["best"]
+            state["epoch"] = epoch
+            if improved:
+                state["best"], state["best_epoch"] = score, epoch
+            if s.schedule == "plateau":
+                self.scheduler.step(score)
+            record = {
+                "epoch": epoch,
+                "train_rmse_kcal_mol": tr["rmse_kcal_mol"],
+                "train_mae_kcal_mol": tr["mae_kcal_mol"],
+                "valid_rmse_kcal_mol": va["rmse_kcal_mol"],
+                "valid_mae_kcal_mol": va["mae_kcal_mol"],
+                "lr": lr,
+                "conformations_per_s": tr["n"] / seconds,
+                "epoch_seconds": seconds,
+                "elapsed_s": state["elapsed"],
+            }
+            if self.world.is_main:
+                self._save_epoch(record, improved)
+            now = time.perf_counter()
+            if improved or now - last_print > 2.0 or epoch == 1:
+                last_print = now
+                self.echo(
+                    f"epoch {epoch:5d}  train {tr['rmse_kcal_mol']:8.3f}  valid "
+                    f"{va['rmse_kcal_mol']:8.3f} kcal/mol  lr {lr:.1e}  "
+                    f"{record['conformations_per_s']:,.0f} conf/s  "
+                    f"{state['elapsed']:.0f} s" + ("  *" if improved else "")
+                )
+            if timed_out or (s.max_time and state["elapsed"] >= s.max_time):
+                return "max time"
+            if s.early_stop and epoch - state["best_epoch"] >= s.early_stop:
+                return f"no better validation in {s.early_stop} epochs"
+            if (
+                s.schedule == "plateau"
+                and self.optimizer.param_groups[0]["lr"] < s.min_lr
+            ):
+                return "learning rate below min-lr"
+        return "max epochs"
+
+    def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
+        if improved:
+            runs.save_torch(self.run / runs.BEST, self.model_payload())
+        runs.append_history(self.run, record)
+        runs.save_torch(
+            self.run / runs.CHECKPOINT,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "state": dict(self.state),
+            },
+        )
+
+
 def train(
     shards_path: Path,
     run: Path,
@@ -145,9 +353,13 @@ def train(
     echo: Callable[[str], None] = print,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
-    """Train on the store at `shards_path`, writing the run to `run`."""
+    """Train on the store at `shards_path`, writing the run to `run`.
+
+    Under torchrun (or `spawn`) every process calls this; rank 0 alone writes.
+    """
     store = ShardStore.open(Path(shards_path))
-    device = resolve_device(settings.device)
+    world = world_from_env()
+    device = setup(world, resolve_device(settings.device))
     run = Path(run)
     identity = {
         "store": {
@@ -160,198 +372,39 @@ def train(
     }
     if store.conformations(TRAIN) == 0:
         raise StoreError(f"{shards_path}: the training split is empty")
-    resuming = _check_run_dir(run, identity, resume, overwrite)
-    run.mkdir(parents=True, exist_ok=True)
-    runs.write_json(run / runs.CONFIG, identity)  # a resume may extend the limits
-    if not resuming:
-        (run / runs.HISTORY).write_text("")
-
-    torch.manual_seed(settings.seed)
-    sae = fit_self_energies(store, TRAIN)
-    sae_t = torch.tensor(sae, dtype=torch.float64, device=device)
-    model = build_model(store.elements, store.aev.aev_length, settings).to(device)
-    optimizer = build_optimizer(model, settings)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode="min",
-        factor=settings.lr_factor,
-        patience=settings.lr_patience,
-        threshold=0.0,
-    )
-    state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "elapsed": 0.0}
+    if world.is_main:
+        resuming = _check_run_dir(run, identity, resume, overwrite)
+        run.mkdir(parents=True, exist_ok=True)
+        runs.write_json(run / runs.CONFIG, identity)  # a resume may extend limits
+        if not resuming:
+            (run / runs.HISTORY).write_text("")
+    barrier()
+    resuming = resume and (run / runs.CHECKPOINT).is_file()
+    trainer = Trainer(store, run, settings, device, world, progress, echo, on_batch)
     if resuming:
-        ckpt = torch.load(
-            run / runs.CHECKPOINT, map_location=device, weights_only=False
-        )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state = ckpt["state"]
-        runs.truncate_history(run, state["epoch"])
-        echo(f"resuming {run} after epoch {state['epoch']}")
-
-    budget = settings.memory_limit
-    train_loader = ShardLoader(
-        store,
-        TRAIN,
-        settings.batch_size,
-        budget * 3 // 4,
-        sae,
-        shuffle=True,
-        seed=settings.seed,
+        trainer.restore()
+    trainer.echo(
+        f"training on {store.conformations(TRAIN):,} conformations, validating on "
+        f"{store.conformations(VALID):,}; {world.world_size} process(es), device "
+        f"{device}; self energies (Hartree) {_format_sae(store.elements, trainer.sae)}"
     )
-    valid_loader = ShardLoader(
-        store, VALID, settings.valid_batch_size, budget // 4, sae, shuffle=False
-    )
-    best_payload = {
-        "elements": list(store.elements),
-        "aev": store.aev.to_dict(),
-        "hidden": {k: list(v) for k, v in settings.hidden.items()},
-        "activation": settings.activation,
-        "self_energies": sae.tolist(),
-    }
-    echo(
-        f"training on {len(train_loader):,} conformations, validating on "
-        f"{len(valid_loader):,}; device {device}; "
-        f"self energies (Hartree) {_format_sae(store.elements, sae)}"
-    )
-
-    stop_reason = "max epochs"
-    last_print = 0.0
-    while state["epoch"] < settings.max_epochs:
-        epoch = state["epoch"] + 1
-        t0 = time.perf_counter()
-        train_sums, timed_out = _train_epoch(
-            model,
-            optimizer,
-            train_loader,
-            device,
-            sae_t,
-            epoch,
-            settings,
-            state,
-            t0,
-            progress,
-            on_batch,
-        )
-        valid_sums = evaluate(model, valid_loader, device, sae_t)
-        seconds = time.perf_counter() - t0
-        state["elapsed"] += seconds
-        tr, va = train_sums.result(), valid_sums.result()
-        score = va["rmse_kcal_mol"] if va["n"] else tr["rmse_kcal_mol"]
-        lr = optimizer.param_groups[0]["lr"]
-        improved = score < state["best"]
-        if improved:
-            state["best"], state["best_epoch"] = score, epoch
-            runs.save_torch(
-                run / runs.BEST,
-                {**best_payload, "model": model.state_dict(), "epoch": epoch},
-            )
-        if settings.schedule == "plateau":
-            scheduler.step(score)
-        state["epoch"] = epoch
-        record = {
-            "epoch": epoch,
-            "train_rmse_kcal_mol": tr["rmse_kcal_mol"],
-            "train_mae_kcal_mol": tr["mae_kcal_mol"],
-            "valid_rmse_kcal_mol": va["rmse_kcal_mol"],
-            "valid_mae_kcal_mol": va["mae_kcal_mol"],
-            "lr": lr,
-            "conformations_per_s": tr["n"] / seconds,
-            "epoch_seconds": seconds,
-            "elapsed_s": state["elapsed"],
-        }
-        runs.append_history(run, record)
-        runs.save_torch(
-            run / runs.CHECKPOINT,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "state": dict(state),
-            },
-        )
-        now = time.perf_counter()
-        if improved or now - last_print > 2.0 or epoch == 1:
-            last_print = now
-            echo(
-                f"epoch {epoch:5d}  train {tr['rmse_kcal_mol']:8.3f}  valid "
-                f"{va['rmse_kcal_mol']:8.3f} kcal/mol  lr {lr:.1e}  "
-                f"{record['conformations_per_s']:,.0f} conf/s  "
-                f"{state['elapsed']:.0f} s" + ("  *" if improved else "")
-            )
-        if timed_out or (settings.max_time and state["elapsed"] >= settings.max_time):
-            stop_reason = "max time"
-            break
-        if settings.early_stop and epoch - state["best_epoch"] >= settings.early_stop:
-            stop_reason = f"no better validation in {settings.early_stop} epochs"
-            break
-        if (
-            settings.schedule == "plateau"
-            and optimizer.param_groups[0]["lr"] < settings.min_lr
-        ):
-            stop_reason = "learning rate below min-lr"
-            break
-
-    metrics = final_metrics(run, store, device, settings, sae_t)
+    stop_reason = trainer.fit()
+    barrier()  # best.pt is written before anyone reads it
+    state = trainer.state
+    metrics = final_metrics(run, store, device, settings, trainer.sae_t, world)
     metrics["run"] = {
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
         "train_seconds": state["elapsed"],
         "device": str(device),
+        "processes": world.world_size,
         "stop_reason": stop_reason,
         "store": str(shards_path),
     }
-    runs.write_json(run / runs.METRICS, metrics)
+    if world.is_main:
+        runs.write_json(run / runs.METRICS, metrics)
+    barrier()
     return TrainResult(run, state["epoch"], state["best_epoch"], metrics, stop_reason)
-
-
-def _train_epoch(
-    model,
-    optimizer,
-    loader,
-    device,
-    sae_t,
-    epoch,
-    settings,
-    state,
-    t0,
-    progress,
-    on_batch,
-):
-    model.train()
-    sums = ErrorSums(device)
-    timed_out = False
-    with tqdm(
-        total=len(loader),
-        unit="conf",
-        unit_scale=True,
-        leave=False,
-        disable=not progress,
-        desc=f"epoch {epoch}",
-        dynamic_ncols=True,
-    ) as bar:
-        for i, batch in enumerate(loader.epoch(epoch)):
-            b = batch.to(device)
-            predicted = model(b.aev, b.conf, b.size)
-            loss = loss_fn(predicted, b.target, b.n_atoms)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sums.add(predicted.detach().double() + b.counts @ sae_t, b.energy)
-            if on_batch is not None:
-                on_batch(epoch, i)
-            if progress:
-                bar.update(b.size)
-                if i % 50 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.2e}")
-            if (
-                settings.max_time
-                and state["elapsed"] + time.perf_counter() - t0 >= settings.max_time
-            ):
-                timed_out = True
-                break
-    return sums, timed_out
 
 
 def _format_sae(elements: tuple[str, ...], sae: np.ndarray) -> str:
@@ -372,8 +425,11 @@ def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
     return model.to(device), payload
 
 
-def final_metrics(run, store, device, settings, sae_t) -> dict[str, Any]:
-    """Train/valid/test errors of the best model, each split once."""
+def final_metrics(
+    run, store, device, settings, sae_t, world: World | None = None
+) -> dict[str, Any]:
+    """Train/valid/test errors of the best model, each split once (shared by rank)."""
+    world = world or World()
     model, _ = load_best(run, device)
     out = {}
     for name in keys.SPLIT_NAMES:
@@ -384,6 +440,8 @@ def final_metrics(run, store, device, settings, sae_t) -> dict[str, Any]:
             settings.memory_limit // 2,
             sae_t.cpu().numpy(),
             shuffle=False,
+            rank=world.rank,
+            world_size=world.world_size,
         )
-        out[name] = evaluate(model, loader, device, sae_t).result()
+        out[name] = evaluate(model, loader, device, sae_t).reduce().result()
     return out

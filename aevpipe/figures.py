@@ -1,0 +1,69 @@
+"""PNG figures of a run: learning curves, parity plot, error histogram (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curves(history: list[dict], path: Path) -> None:
+    """Train and validation RMSE per epoch, log scale, with the learning rate."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.semilogy(epochs, [h["train_rmse_kcal_mol"] for h in history], label="train")
+    ax.semilogy(epochs, [h["valid_rmse_kcal_mol"] for h in history], label="validation")
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--", label="1 kcal/mol")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("RMSE (kcal/mol)")
+    ax.set_title("Learning curves")
+    ax.grid(True, which="both", alpha=0.3)
+    lr = ax.twinx()
+    lr.semilogy(epochs, [h["lr"] for h in history], color="black", lw=0.8, alpha=0.4)
+    lr.set_ylabel("learning rate", color="dimgrey")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def parity(
+    reference: np.ndarray, predicted: np.ndarray, rmse: float, path: Path
+) -> None:
+    """Predicted against reference energies (kcal/mol above each molecule's minimum)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
+    ax.scatter(reference, predicted, s=3, alpha=0.4, edgecolors="none")
+    lo = float(min(reference.min(), predicted.min()))
+    hi = float(max(reference.max(), predicted.max()))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
+    ax.set_xlabel("reference energy (kcal/mol, relative to molecule minimum)")
+    ax.set_ylabel("predicted energy (kcal/mol, same zero)")
+    ax.set_title(
+        f"Test split: {len(reference):,} conformations, RMSE {rmse:.3f} kcal/mol"
+    )
+    ax.set_aspect("equal")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def error_histogram(errors: np.ndarray, path: Path) -> None:
+    """Histogram of test errors (predicted minus reference, kcal/mol)."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.hist(errors, bins=80, color="tab:blue", alpha=0.8)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("error: predicted - reference (kcal/mol)")
+    ax.set_ylabel("conformations")
+    ax.set_title(
+        f"Test errors: MAE {np.abs(errors).mean():.3f}, "
+        f"max |error| {np.abs(errors).max():.2f} kcal/mol"
+    )
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

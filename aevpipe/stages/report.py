@@ -1,0 +1,280 @@
+"""Report: a run's numbers as a chemist reads them, and figures.
+
+RMSE and MAE (kcal/mol, whole-molecule energies) per split, per source file and per
+molecule, from sums over conformations; learning curves, a parity plot and an error
+histogram; a comparison with the seed project and, on s01, TorchANI's own recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aevpipe import figures, keys, runs
+from aevpipe.aev import resolve_device
+from aevpipe.errors import RunError
+from aevpipe.loader import ShardLoader
+from aevpipe.shards import ShardStore
+from aevpipe.stages.train import evaluate, load_best
+
+S01_SHA256 = "5d463ae53c74dc6fcac49494bc3201e9a4a59fad086023184b270348428f4b34"
+SEED_PROJECT = {
+    "what": "seed course project (report, Table 2): ANI-1 subsets 1-4, 100 epochs",
+    "train_rmse_kcal_mol": 474.0,
+    "valid_rmse_kcal_mol": 54.0,
+}
+TORCHANI_S01 = {
+    "what": "TorchANI 2.9 examples/training.py on s01, CPU 2 threads "
+    "(../shared/data/README.md)",
+    "valid_below_1_after_s": 130,
+    "best_valid_rmse_kcal_mol": "0.29-0.34 within 15 minutes",
+}
+
+
+@dataclass
+class Sums:
+    """Per-key sums of squared and absolute errors and counts (numpy)."""
+
+    sq: np.ndarray
+    ab: np.ndarray
+    n: np.ndarray
+
+    @classmethod
+    def zeros(cls, size: int) -> Sums:
+        return cls(np.zeros(size), np.zeros(size), np.zeros(size, np.int64))
+
+    def add(self, key: np.ndarray, err: np.ndarray) -> None:
+        np.add.at(self.sq, key, err**2)
+        np.add.at(self.ab, key, np.abs(err))
+        np.add.at(self.n, key, 1)
+
+    def row(self, i: int) -> dict[str, float]:
+        n = int(self.n[i])
+        if n == 0:
+            return {"rmse_kcal_mol": math.nan, "mae_kcal_mol": math.nan, "n": 0}
+        return {
+            "rmse_kcal_mol": math.sqrt(self.sq[i] / n),
+            "mae_kcal_mol": self.ab[i] / n,
+            "n": n,
+        }
+
+
+def latest_run(root: Path) -> Path:
+    """The run under `root` whose files changed last."""
+    candidates = [p.parent for p in Path(root).glob("*/" + runs.CONFIG)]
+    if not candidates:
+        raise RunError(f"no runs under {root}; pass a run directory")
+    return max(candidates, key=lambda p: max(f.stat().st_mtime for f in p.iterdir()))
+
+
+def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
+    """Every number of the report, and the test split's predictions for figures."""
+    run = Path(run)
+    if not (run / runs.BEST).is_file() or not (run / runs.CONFIG).is_file():
+        raise RunError(f"{run}: not a finished aevpipe run (no {runs.BEST})")
+    config = json.loads((run / runs.CONFIG).read_text())
+    store = ShardStore.open(Path(config["store"]["path"]))
+    if store.attrs[keys.ATTR_PLAN] != config["store"]["plan"]:
+        raise RunError(f"{run}: its store {store.path} has changed since training")
+    dev = resolve_device(device)
+    model, payload = load_best(run, dev)
+    sae = np.asarray(payload["self_energies"])
+    sae_t = torch.tensor(sae, dtype=torch.float64, device=dev)
+    molecules = store.molecules
+    files = sorted({m["file"] for m in molecules})
+    file_of = np.array([files.index(m["file"]) for m in molecules])
+    per_split, per_file, per_molecule = {}, {}, {}
+    test = {"molecule": [], "reference": [], "predicted": []}
+    for code, name in enumerate(keys.SPLIT_NAMES):
+        by_mol = Sums.zeros(len(molecules))
+
+        def collect(batch, predicted, by_mol=by_mol, name=name):
+            mol = batch.molecule.numpy()
+            ref = batch.energy.numpy()
+            pred = predicted.numpy()
+            by_mol.add(mol, (pred - ref) * keys.HARTREE_TO_KCALMOL)
+            if name == "test":
+                test["molecule"].append(mol)
+                test["reference"].append(ref)
+                test["predicted"].append(pred)
+
+        loader = ShardLoader(store, code, 4096, 1 << 30, sae, shuffle=False)
+        per_split[name] = evaluate(model, loader, dev, sae_t, collect).result()
+        by_file = Sums(
+            np.bincount(file_of, by_mol.sq, len(files)),
+            np.bincount(file_of, by_mol.ab, len(files)),
+            np.bincount(file_of, by_mol.n, len(files)).astype(np.int64),
+        )
+        per_file[name] = {f: by_file.row(i) for i, f in enumerate(files)}
+        per_molecule[name] = [
+            {
+                "molecule": i,
+                "formula": m["formula"],
+                "file": m["file"],
+                "group": m["group"],
+                **by_mol.row(i),
+            }
+            for i, m in enumerate(molecules)
+            if by_mol.n[i]
+        ]
+        per_molecule[name].sort(key=lambda r: -r["rmse_kcal_mol"])
+    arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in test.items()}
+    metrics = json.loads((run / runs.METRICS).read_text())
+    comparison = {"seed_project": SEED_PROJECT}
+    if any(s["sha256"] == S01_SHA256 for s in store.attrs[keys.ATTR_SOURCES]):
+        comparison["torchani_s01"] = TORCHANI_S01
+    history = runs.read_history(run)
+    first_below_1 = next(
+        (h["elapsed_s"] for h in history if h["valid_rmse_kcal_mol"] < 1.0), None
+    )
+    return {
+        "run": str(run),
+        "store": str(store.path),
+        "sources": [
+            {"name": s["name"], "sha256": s["sha256"]}
+            for s in store.attrs[keys.ATTR_SOURCES]
+        ],
+        "synthetic": bool(store.attrs.get("synthetic", False)),
+        "training": {
+            **metrics.get("run", {}),
+            "valid_below_1_kcal_mol_after_s": first_below_1,
+        },
+        "splits": per_split,
+        "files": per_file,
+        "molecules": per_molecule,
+        "comparison": comparison,
+        "_test": arrays,
+        "_history": history,
+    }
+
+
+def _fmt(x: float) -> str:
+    return (
+        "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+    )
+
+
+def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
+    """report.md text."""
+    t = report["training"]
+    lines = [f"# aevpipe report: {report['run']}", ""]
+    if report["synthetic"]:
+        lines += [
+            "**Synthetic data**: energies from a classical force field, not DFT.",
+            "",
+        ]
+    lines += [
+        f"Store `{report['store']}` from "
+        + ", ".join(s["name"] for s in report["sources"])
+        + ".",
+        f"Trained {t.get('epochs')} epochs ({t.get('train_seconds', 0):.0f} s on "
+        f"{t.get('device')}), best epoch {t.get('best_epoch')}, stopped: "
+        f"{t.get('stop_reason')}. Validation RMSE first under 1 kcal/mol after "
+        + (
+            f"{t['valid_below_1_kcal_mol_after_s']:.1f} s."
+            if t.get("valid_below_1_kcal_mol_after_s") is not None
+            else "never."
+        ),
+        "",
+        "Errors of whole-molecule energies, kcal/mol, best model by validation.",
+        "",
+        "| split | RMSE | MAE | conformations |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in report["splits"].items():
+        lines.append(
+            f"| {name} | {_fmt(r['rmse_kcal_mol'])} | "
+            f"{_fmt(r['mae_kcal_mol'])} | {r['n']:,} |"
+        )
+    lines += [
+        "",
+        "## Per source file",
+        "",
+        "| file | split | RMSE | MAE | n |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, files in report["files"].items():
+        for f, r in files.items():
+            if r["n"]:
+                lines.append(
+                    f"| {f} | {name} | {_fmt(r['rmse_kcal_mol'])} | "
+                    f"{_fmt(r['mae_kcal_mol'])} | {r['n']:,} |"
+                )
+    mols = report["molecules"]["test"]
+    lines += [
+        "",
+        f"## Per molecule, test split, worst first "
+        f"({min(len(mols), max_molecules)} of {len(mols)})",
+        "",
+        "| formula | file | group | RMSE | MAE | n |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in mols[:max_molecules]:
+        lines.append(
+            f"| {r['formula']} | {r['file']} | {r['group']} | "
+            f"{_fmt(r['rmse_kcal_mol'])} | {_fmt(r['mae_kcal_mol'])} | "
+            f"{r['n']:,} |"
+        )
+    c = report["comparison"]
+    seed = c["seed_project"]
+    lines += [
+        "",
+        "## Compared with",
+        "",
+        "| | train RMSE | validation RMSE | test RMSE |",
+        "|---|---:|---:|---:|",
+        f"| this run | {_fmt(report['splits']['train']['rmse_kcal_mol'])} | "
+        f"{_fmt(report['splits']['valid']['rmse_kcal_mol'])} | "
+        f"{_fmt(report['splits']['test']['rmse_kcal_mol'])} |",
+        f"| {seed['what']} | {seed['train_rmse_kcal_mol']:.0f} | "
+        f"{seed['valid_rmse_kcal_mol']:.0f} | n/a |",
+    ]
+    if "torchani_s01" in c:
+        ta = c["torchani_s01"]
+        lines.append(
+            f"| {ta['what']} | n/a | {ta['best_valid_rmse_kcal_mol']} "
+            f"(under 1 after ~{ta['valid_below_1_after_s']} s) | n/a |"
+        )
+    lines += [
+        "",
+        "![learning curves](learning_curves.png)",
+        "",
+        "![parity](parity.png)",
+        "",
+        "![errors](error_histogram.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+    """report.md, report.json and the PNG figures into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    history = report["_history"]
+    if history:
+        figures.learning_curves(history, out / "learning_curves.png")
+        written.append(out / "learning_curves.png")
+    test = report["_test"]
+    if len(test["reference"]):
+        mol = test["molecule"]
+        lowest = np.full(mol.max() + 1, np.inf)
+        np.minimum.at(lowest, mol, test["reference"])
+        ref = (test["reference"] - lowest[mol]) * keys.HARTREE_TO_KCALMOL
+        pred = (test["predicted"] - lowest[mol]) * keys.HARTREE_TO_KCALMOL
+        figures.parity(
+            ref, pred, report["splits"]["test"]["rmse_kcal_mol"], out / "parity.png"
+        )
+        figures.error_histogram(pred - ref, out / "error_histogram.png")
+        written += [out / "parity.png", out / "error_histogram.png"]
+    (out / "report.md").write_text(markdown(report))
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    (out / "report.json").write_text(json.dumps(public, indent=1))
+    return [out / "report.md", out / "report.json", *written]
