@@ -46,6 +46,19 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"expected comma-separated numbers: {text}") from None
 
 
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (CUDA when torch sees it), cpu or cuda.",
+)
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Show a progress bar.",
+)
+
 AEV_FLAGS = ("Rcr", "Rca", "EtaR", "ShfR", "EtaA", "Zeta", "ShfA", "ShfZ")
 
 
@@ -152,7 +165,7 @@ def cli() -> None:
     show_default=True,
     help="AEV rows per Zarr chunk.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -166,7 +179,7 @@ def cli() -> None:
     is_flag=True,
     help="Skip bad molecule groups instead of stopping; count them.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 @clean_errors
 def featurize(
     files,
@@ -279,7 +292,7 @@ def parse_bytes(text: str) -> int:
     show_default=True,
     help="AEV data the loader may hold in RAM.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--nproc",
@@ -291,7 +304,7 @@ def parse_bytes(text: str) -> int:
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 @clean_errors
 def train(
     shards,
@@ -404,7 +417,7 @@ def train(
     show_default=True,
     help="What to print: the Markdown report or JSON.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@device_option
 @clean_errors
 def report(run_dir, runs_root, out, fmt, device):
     """Errors per split, source file and molecule, with figures, for a run.
@@ -427,6 +440,67 @@ def report(run_dir, runs_root, out, fmt, device):
     else:
         click.echo(markdown(result))
         click.echo("written: " + ", ".join(str(p) for p in written))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="predictions.csv",
+    show_default=True,
+    help="CSV to write.",
+)
+@click.option(
+    "--batch-atoms",
+    type=click.IntRange(min=1),
+    default=65536,
+    show_default=True,
+    help="Atoms per model call (bounds memory).",
+)
+@device_option
+@clean_errors
+def predict(run_dir, files, out, batch_atoms, device):
+    """Energies of new geometries (ANI-1 HDF5 or XYZ FILES) from a trained run.
+
+    \b
+    Columns: source,group,index,formula,n_atoms,energy_pred_hartree
+    and energy_ref_hartree when an input carries energies.
+    Example:
+      aevpipe predict data/runs/s01 ani_gdb_s02.h5 --out s02.csv
+      aevpipe predict data/runs/s01 trajectory.xyz --out traj.csv
+    """
+    from aevpipe.stages.predict import predict as run
+
+    n = run(Path(run_dir), list(files), Path(out), device, batch_atoms)
+    click.echo(f"{n:,} energies written to {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="model.pt",
+    show_default=True,
+    help="TorchANI model file to write.",
+)
+@clean_errors
+def export(run_dir, out):
+    """Write a run's best model as a TorchANI model (AEVs, networks, self energies).
+
+    \b
+    Load it with:  model = torch.load("model.pt", weights_only=False)
+    energies:      model((atomic_numbers, coordinates)).energies   # Hartree
+    ASE:           atoms.calc = model.ase()
+    Example:
+      aevpipe export data/runs/s01 --out s01.pt
+    """
+    from aevpipe.export import export as run
+
+    run(Path(run_dir), Path(out))
+    click.echo(f"TorchANI model written to {out}")
 
 
 def main() -> None:

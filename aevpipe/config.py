@@ -23,6 +23,14 @@ def _sections(n: int) -> tuple[float, ...]:
     return _linspace(start, math.pi + start, n)
 
 
+def _from_known_fields(cls: type, data: dict[str, Any], what: str) -> Any:
+    """`cls(**data)`, with a clear error naming keys `cls` does not have."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what}(s): {sorted(unknown)}")
+    return cls(**data)
+
+
 @dataclass(frozen=True)
 class AEVParams:
     """Parameters of ANI's radial and angular symmetry functions, and the elements.
@@ -76,11 +84,7 @@ class AEVParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AEVParams:
         """Inverse of `to_dict`; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown AEV parameter(s): {sorted(unknown)}")
-        return cls(**data)
+        return _from_known_fields(cls, data, "AEV parameter")
 
     @classmethod
     def ani1x(cls) -> AEVParams:
@@ -230,11 +234,8 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown train setting(s): {sorted(unknown)}")
-        return cls(**data)
+        """Inverse of `to_dict`; unknown keys are an error."""
+        return _from_known_fields(cls, data, "train setting")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {

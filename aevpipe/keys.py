@@ -41,8 +41,3 @@ SPLIT_CODES = {name: code for code, name in enumerate(SPLIT_NAMES)}
 def group_name(n_atoms: int) -> str:
     """Name of the group holding conformations of `n_atoms` atoms."""
     return f"n{n_atoms:03d}"
-
-
-def is_group_name(name: str) -> bool:
-    """Whether `name` is an atom-count group name such as 'n005'."""
-    return len(name) == 4 and name[0] == "n" and name[1:].isdigit()

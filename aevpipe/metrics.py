@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from aevpipe.distributed import all_sum
 from aevpipe.keys import HARTREE_TO_KCALMOL
 
 
@@ -30,21 +31,14 @@ class ErrorSums:
             [
                 err.square().sum(),
                 err.abs().sum(),
-                torch.tensor(
-                    float(err.numel()), dtype=torch.float64, device=err.device
-                ),
+                err.new_full((), float(err.numel())),  # a fill, not a host copy
             ]
         )
 
     def reduce(self) -> ErrorSums:
         """Sum over all training processes (no-op for one); returns self."""
-        from aevpipe.distributed import all_sum
-
         all_sum(self.sums)
         return self
-
-    def merge(self, other: ErrorSums) -> None:
-        self.sums += other.sums.to(self.sums.device)
 
     def result(self) -> dict[str, float]:
         """{'rmse_kcal_mol', 'mae_kcal_mol', 'n'}; NaN errors when n is 0."""

@@ -16,6 +16,10 @@ from typing import Any
 
 import torch
 
+from aevpipe.config import AEVParams
+from aevpipe.errors import RunError
+from aevpipe.model import ElementNetworks
+
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -56,3 +60,19 @@ def truncate_history(run: Path, epochs: int) -> None:
 def append_history(run: Path, record: dict[str, Any]) -> None:
     with open(Path(run) / HISTORY, "a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
+    """The best model of a run and its payload (elements, AEV, self energies)."""
+    if not (Path(run) / BEST).is_file():
+        raise RunError(f"{run}: not a trained aevpipe run (no {BEST})")
+    payload = torch.load(Path(run) / BEST, map_location=device, weights_only=False)
+    aev = AEVParams.from_dict(payload["aev"])
+    model = ElementNetworks(
+        tuple(payload["elements"]),
+        aev.aev_length,
+        {k: tuple(v) for k, v in payload["hidden"].items()},
+        payload["activation"],
+    )
+    model.load_state_dict(payload["model"])
+    return model.to(device), payload

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from aevpipe import keys, shards
@@ -23,7 +24,7 @@ from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError
 from aevpipe.executors import make_executor, threads_per_worker
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
-from aevpipe.units import UnitTask, compute_unit, write_unit
+from aevpipe.units import UnitTask, compute_unit, species_indices, write_unit
 
 
 @dataclass
@@ -81,7 +82,7 @@ def scan_inputs(
     files: list[str], settings: FeaturizeSettings
 ) -> tuple[list[MoleculeInfo], list[str]]:
     """Every molecule group of every file, checked; bad ones raise or are skipped."""
-    elements = set(settings.aev.elements)
+    elements = settings.aev.elements
     good: list[MoleculeInfo] = []
     skipped: list[str] = []
     for path in files:
@@ -91,15 +92,8 @@ def scan_inputs(
                 try:
                     if isinstance(info, InputError):
                         raise info
-                    unknown = sorted(set(info.symbols) - elements)
-                    if unknown:
-                        raise InputError(
-                            path,
-                            group,
-                            f"element(s) {unknown} not "
-                            "covered by the AEV parameters (elements "
-                            f"{list(settings.aev.elements)})",
-                        )
+                    # The same check the units make, before anything is written.
+                    species_indices(np.asarray([info.symbols]), elements, path, group)
                     reader.check_finite(
                         group, max(1, settings.block_atoms // info.n_atoms)
                     )

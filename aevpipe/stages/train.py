@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from aevpipe import keys, runs
 from aevpipe.aev import resolve_device
-from aevpipe.config import AEVParams, TrainSettings
+from aevpipe.config import TrainSettings
 from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
 from aevpipe.errors import RunError, StoreError
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
+from aevpipe.runs import load_best
 from aevpipe.sae import fit_self_energies
 from aevpipe.shards import ShardStore
 
@@ -409,20 +410,6 @@ def train(
 
 def _format_sae(elements: tuple[str, ...], sae: np.ndarray) -> str:
     return ", ".join(f"{e} {v:.4f}" for e, v in zip(elements, sae, strict=True))
-
-
-def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
-    """The best model of a run and its payload (elements, AEV, self energies)."""
-    payload = torch.load(Path(run) / runs.BEST, map_location=device, weights_only=False)
-    aev = AEVParams.from_dict(payload["aev"])
-    model = ElementNetworks(
-        tuple(payload["elements"]),
-        aev.aev_length,
-        {k: tuple(v) for k, v in payload["hidden"].items()},
-        payload["activation"],
-    )
-    model.load_state_dict(payload["model"])
-    return model.to(device), payload
 
 
 def final_metrics(

@@ -1,0 +1,67 @@
+"""Export a run as a TorchANI model: AEV computer, per-element networks, self energies.
+
+A TorchANI user loads it in one line, `model = torch.load("model.pt",
+weights_only=False)`, calls `model((atomic_numbers, coordinates)).energies`
+(Hartree), gets forces by autograd, and drives ASE with `model.ase()`. With aev.py,
+the only module that builds TorchANI objects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torchani.arch import ANI
+from torchani.nn import ANINetworks, AtomicNetwork
+from torchani.sae import SelfEnergy
+
+from aevpipe.aev import build_aev_computer
+from aevpipe.config import AEVParams
+from aevpipe.model import ACTIVATIONS, ElementNetworks
+from aevpipe.runs import load_best
+
+
+def atomic_network(net: torch.nn.Sequential, activation: str) -> AtomicNetwork:
+    """TorchANI's AtomicNetwork with the weights of one of our element networks."""
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    dims = [linears[0].in_features] + [m.out_features for m in linears]
+    out = AtomicNetwork(dims, activation=ACTIVATIONS[activation](), bias=True)
+    for ours, theirs in zip(linears[:-1], out.layers, strict=True):
+        theirs.load_state_dict(ours.state_dict())
+    out.final_layer.load_state_dict(linears[-1].state_dict())
+    return out
+
+
+def to_torchani(
+    model: ElementNetworks, aev: AEVParams, self_energies: list[float], activation: str
+) -> ANI:
+    """A TorchANI `ANI` model computing exactly what `model` does on AEVs of `aev`."""
+    symbols = list(model.elements)
+    networks = ANINetworks(
+        {e: atomic_network(model.nets[e], activation) for e in symbols}
+    )
+    return ANI(
+        symbols,
+        build_aev_computer(aev, torch.device("cpu")),
+        networks,
+        SelfEnergy(symbols, self_energies),
+        periodic_table_index=True,
+    )
+
+
+def export(run: Path, out: Path) -> ANI:
+    """Write the run's best model as a TorchANI model file at `out`."""
+    model, payload = load_best(Path(run), torch.device("cpu"))
+    ani = to_torchani(
+        model,
+        AEVParams.from_dict(payload["aev"]),
+        payload["self_energies"],
+        payload["activation"],
+    ).eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(ani, tmp)
+    os.replace(tmp, out)
+    return ani

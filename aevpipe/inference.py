@@ -1,0 +1,55 @@
+"""A trained run as a potential: geometries in, energies (Hartree) out.
+
+AEVs are computed with exactly the parameters the run was trained with; atoms of
+each element go through that element's network; self energies are added back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aevpipe.aev import build_aev_computer, compute_aevs
+from aevpipe.config import AEVParams
+from aevpipe.runs import load_best
+
+
+class Potential:
+    """Energies of conformations from a run's best model."""
+
+    def __init__(self, run: Path, device: torch.device):
+        self.device = device
+        self.model, payload = load_best(Path(run), device)
+        self.model.eval()
+        self.aev = AEVParams.from_dict(payload["aev"])
+        self.elements: tuple[str, ...] = tuple(payload["elements"])
+        self.self_energies = np.asarray(payload["self_energies"], np.float64)
+        self.computer = build_aev_computer(self.aev, device)
+        self.payload = payload
+
+    @torch.no_grad()
+    def energies(self, species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+        """(n,) float64 Hartree for `species` (n, A) element indices and
+        `coordinates` (n, A, 3) Angstrom, all of one atom count."""
+        aevs = compute_aevs(
+            self.computer, torch.from_numpy(species), torch.from_numpy(coordinates)
+        )
+        return self.energies_from_aevs(species, aevs)
+
+    @torch.no_grad()
+    def energies_from_aevs(self, species: np.ndarray, aevs: torch.Tensor) -> np.ndarray:
+        n = len(species)
+        species_t = torch.from_numpy(species)
+        rows, conf = {}, {}
+        for e, element in enumerate(self.elements):
+            mask = species_t == e
+            if mask.any():
+                rows[element] = aevs[mask].to(self.device)
+                conf[element] = mask.nonzero()[:, 0].to(self.device)
+        atomic = self.model(rows, conf, n).double().cpu().numpy()
+        counts = np.stack(
+            [(species == e).sum(1) for e in range(len(self.elements))], axis=1
+        )
+        return atomic + counts @ self.self_energies

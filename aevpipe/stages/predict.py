@@ -1,0 +1,161 @@
+"""Predict: energies of new geometries from a trained run, as CSV.
+
+Inputs are ANI-1-style HDF5 files (both layouts featurize reads) and XYZ files
+(single or multi-frame, Angstrom). Conformations go through the model in batches
+of about `batch_atoms` atoms, so memory stays bounded; the CSV is written to a
+temporary file and moved into place at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from aevpipe.aev import resolve_device
+from aevpipe.ani1 import ANI1File
+from aevpipe.elements import formula
+from aevpipe.errors import InputError
+from aevpipe.inference import Potential
+from aevpipe.units import species_indices
+from aevpipe.xyz import read_frames
+
+COLUMNS = ["source", "group", "index", "formula", "n_atoms", "energy_pred_hartree"]
+REFERENCE = "energy_ref_hartree"
+
+
+@dataclass
+class Chunk:
+    """Conformations of one atom count from one source, ready for the model."""
+
+    source: str
+    group: str
+    index: np.ndarray  # (n,) position in the source group or frame number
+    symbols: list[list[str]]  # (n, A)
+    coordinates: np.ndarray  # (n, A, 3)
+    energies: np.ndarray | None  # (n,) Hartree, when the source carries them
+
+
+def _is_xyz(path: str) -> bool:
+    return Path(path).suffix.lower() == ".xyz" or (
+        Path(path).is_file() and not h5py.is_hdf5(path)
+    )
+
+
+def _hdf5_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
+    with ANI1File(path) as f:
+        for m in f.molecules():
+            step = max(1, batch_atoms // m.n_atoms)
+            for start in range(0, m.n_conformations, step):
+                stop = min(m.n_conformations, start + step)
+                b = f.read(m.group, start, stop)
+                yield Chunk(
+                    Path(path).name,
+                    m.group,
+                    np.arange(start, stop),
+                    b.symbols.tolist(),
+                    b.coordinates,
+                    b.energies,
+                )
+
+
+def _xyz_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
+    pending: list = []
+
+    def flush() -> Chunk:
+        return Chunk(
+            Path(path).name,
+            "",
+            np.array([f.index for f in pending]),
+            [f.symbols for f in pending],
+            np.stack([f.coordinates for f in pending]),
+            None,
+        )
+
+    for frame in read_frames(path):
+        if pending and (
+            len(frame.symbols) != len(pending[0].symbols)
+            or len(pending) * len(frame.symbols) >= batch_atoms
+        ):
+            yield flush()
+            pending = []
+        pending.append(frame)
+    if pending:
+        yield flush()
+
+
+def predict(
+    run: Path,
+    files: list[str],
+    out: Path,
+    device: str = "auto",
+    batch_atoms: int = 65536,
+) -> int:
+    """Write predictions for every conformation of `files` to `out`; returns rows."""
+    potential = Potential(Path(run), resolve_device(device))
+    for path in files:
+        if not Path(path).is_file():
+            raise InputError(path, None, "no such file")
+    with_reference = any(not _is_xyz(p) for p in files)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    n_rows = 0
+    try:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS + ([REFERENCE] if with_reference else []))
+            for path in files:
+                chunks = (_xyz_chunks if _is_xyz(path) else _hdf5_chunks)(
+                    path, batch_atoms
+                )
+                for chunk in chunks:
+                    n_rows += _write_chunk(
+                        writer, potential, path, chunk, with_reference
+                    )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n_rows
+
+
+def _write_chunk(
+    writer, potential: Potential, path: str, chunk: Chunk, with_reference: bool
+) -> int:
+    symbols = np.asarray(chunk.symbols)
+    try:
+        species = species_indices(symbols, potential.elements, path, chunk.group)
+    except InputError:
+        bad = next(
+            i
+            for i, row in enumerate(chunk.symbols)
+            if set(row) - set(potential.elements)
+        )
+        missing = sorted(set(chunk.symbols[bad]) - set(potential.elements))
+        where = chunk.group or "frame"
+        raise InputError(
+            path,
+            f"{where} {int(chunk.index[bad])}".strip(),
+            f"element(s) {missing} have no network in this model "
+            f"(elements {list(potential.elements)})",
+        ) from None
+    energies = potential.energies(species, chunk.coordinates)
+    n_atoms = symbols.shape[1]
+    for k in range(len(energies)):
+        row = [
+            chunk.source,
+            chunk.group,
+            int(chunk.index[k]),
+            formula(chunk.symbols[k]),
+            n_atoms,
+            f"{energies[k]:.10f}",
+        ]
+        if with_reference:
+            row.append("" if chunk.energies is None else f"{chunk.energies[k]:.10f}")
+        writer.writerow(row)
+    return len(energies)

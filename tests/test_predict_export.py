@@ -1,0 +1,179 @@
+"""predict (HDF5 and XYZ to CSV) and export (a TorchANI model, forces by autograd)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from aevpipe import runs
+from aevpipe.ani1 import ANI1File
+from aevpipe.cli import cli
+from aevpipe.config import load_train_settings
+from aevpipe.elements import ATOMIC_NUMBER
+from aevpipe.keys import HARTREE_TO_KCALMOL
+from aevpipe.stages.train import train
+
+
+@pytest.fixture
+def run(store, tmp_path):
+    out = tmp_path / "run"
+    settings = load_train_settings(
+        hidden={e: (32, 16) for e in "HCNO"}, batch_size=32, max_epochs=4
+    )
+    train(store, out, settings, progress=False, echo=lambda *_: None)
+    return out
+
+
+def read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_xyz(path, frames):
+    with open(path, "w") as fh:
+        for symbols, coords in frames:
+            fh.write(f"{len(symbols)}\ncomment\n")
+            for s, (x, y, z) in zip(symbols, coords, strict=True):
+                fh.write(f"{s} {x:.8f} {y:.8f} {z:.8f}\n")
+
+
+def test_predict_hdf5_matches_training_metrics(run, release_file, tmp_path):
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(run),
+            str(release_file),
+            "--out",
+            str(out),
+            "--batch-atoms",
+            "100",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert len(rows) == 345
+    assert list(rows[0]) == [
+        "source",
+        "group",
+        "index",
+        "formula",
+        "n_atoms",
+        "energy_pred_hartree",
+        "energy_ref_hartree",
+    ]
+    with ANI1File(release_file) as f:
+        ref = f.read("/gdb11_s01/gdb11_s01-3", 0, 75).energies
+    mine = [r for r in rows if r["group"] == "/gdb11_s01/gdb11_s01-3"]
+    assert [int(r["index"]) for r in mine] == list(range(75))
+    np.testing.assert_allclose([float(r["energy_ref_hartree"]) for r in mine], ref)
+    # AEVs recomputed from geometries give the metrics training got from shards.
+    err = (
+        np.array(
+            [
+                float(r["energy_pred_hartree"]) - float(r["energy_ref_hartree"])
+                for r in rows
+            ]
+        )
+        * HARTREE_TO_KCALMOL
+    )
+    metrics = json.loads((run / runs.METRICS).read_text())
+    pooled = math.sqrt(
+        sum(
+            metrics[s]["rmse_kcal_mol"] ** 2 * metrics[s]["n"]
+            for s in ("train", "valid", "test")
+        )
+        / 345
+    )
+    assert math.sqrt((err**2).mean()) == pytest.approx(pooled, rel=1e-5)
+
+
+def test_predict_xyz_equals_hdf5(run, release_file, tmp_path):
+    with ANI1File(release_file) as f:
+        a = f.read("/gdb11_s01/gdb11_s01-0", 0, 3)
+        b = f.read("/gdb11_s01/gdb11_s01-2", 5, 7)
+    frames = [(list(a.symbols[i]), a.coordinates[i]) for i in range(3)]
+    frames += [(list(b.symbols[i]), b.coordinates[i]) for i in range(2)]
+    xyz = tmp_path / "traj.xyz"
+    write_xyz(xyz, frames)
+    CliRunner().invoke(
+        cli, ["predict", str(run), str(release_file), "--out", str(tmp_path / "h.csv")]
+    )
+    result = CliRunner().invoke(
+        cli, ["predict", str(run), str(xyz), "--out", str(tmp_path / "x.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    x = read_csv(tmp_path / "x.csv")
+    h = {
+        (r["group"], r["index"]): float(r["energy_pred_hartree"])
+        for r in read_csv(tmp_path / "h.csv")
+    }
+    assert [r["index"] for r in x] == ["0", "1", "2", "3", "4"]
+    assert [r["formula"] for r in x] == ["CH4"] * 3 + ["H2O"] * 2
+    expected = [h[("/gdb11_s01/gdb11_s01-0", str(i))] for i in range(3)]
+    expected += [h[("/gdb11_s01/gdb11_s01-2", str(i))] for i in (5, 6)]
+    np.testing.assert_allclose(
+        [float(r["energy_pred_hartree"]) for r in x], expected, atol=1e-6
+    )
+
+
+def test_predict_unknown_element_names_file_and_frame(run, tmp_path):
+    xyz = tmp_path / "bad.xyz"
+    write_xyz(xyz, [(["O", "H", "H"], np.eye(3)), (["S", "H", "H"], np.eye(3))])
+    result = CliRunner().invoke(
+        cli, ["predict", str(run), str(xyz), "--out", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "bad.xyz:frame 1" in result.output and "['S']" in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_export_is_a_torchani_model_with_consistent_forces(run, release_file, tmp_path):
+    out = tmp_path / "model.pt"
+    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = torch.load(out, weights_only=False)
+    CliRunner().invoke(
+        cli, ["predict", str(run), str(release_file), "--out", str(tmp_path / "p.csv")]
+    )
+    rows = [
+        r
+        for r in read_csv(tmp_path / "p.csv")
+        if r["group"] == "/gdb11_s01/gdb11_s01-3"
+    ][:10]
+    with ANI1File(release_file) as f:
+        block = f.read("/gdb11_s01/gdb11_s01-3", 0, 10)
+    numbers = torch.tensor([[ATOMIC_NUMBER[s] for s in row] for row in block.symbols])
+    coords = torch.from_numpy(block.coordinates)
+    energies = model((numbers, coords)).energies.detach().double().numpy()
+    np.testing.assert_allclose(
+        energies, [float(r["energy_pred_hartree"]) for r in rows], atol=2e-5
+    )
+    # Forces: minus the gradient of the energy, against central differences.
+    model = model.double()
+    x = coords[:1].double().clone().requires_grad_(True)
+    energy = model((numbers[:1], x)).energies.sum()
+    forces = -torch.autograd.grad(energy, x)[0][0]
+    h = 1e-5
+    numeric = torch.zeros_like(forces)
+    with torch.no_grad():
+        for atom in range(x.shape[1]):
+            for axis in range(3):
+                dx = torch.zeros_like(x)
+                dx[0, atom, axis] = h
+                up = model((numbers[:1], x + dx)).energies.item()
+                down = model((numbers[:1], x - dx)).energies.item()
+                numeric[atom, axis] = -(up - down) / (2 * h)
+    torch.testing.assert_close(forces, numeric, atol=1e-6, rtol=1e-4)
+
+
+def test_export_bad_run(tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(tmp_path)])
+    assert result.exit_code == 2 and "not a trained aevpipe run" in result.output
