@@ -114,8 +114,9 @@ def _local_cluster(workers: int):
 
 
 def make_executor(workers: int | None, address: str | None) -> Executor:
-    """In-process unless workers > 1 or a scheduler address is given."""
-    if address or (workers and workers > 1):
+    """Dask when `workers` (a local cluster of that many) or a scheduler `address`
+    is given, else in-process."""
+    if address or workers:
         return DaskExecutor(workers=workers, address=address)
     return InProcessExecutor()
 

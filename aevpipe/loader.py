@@ -115,6 +115,24 @@ def plan_blocks(store: ShardStore, split: int, target_rows: int) -> list[BlockRe
     return blocks
 
 
+def share_blocks(blocks: list[BlockRef], rank: int, world_size: int) -> list[BlockRef]:
+    """This rank's blocks: largest first to whichever rank has the fewest
+    conformations so far, so shares differ by at most about one block."""
+    if world_size == 1:
+        return blocks
+    sizes = [0] * world_size
+    mine = []
+    order = sorted(
+        range(len(blocks)), key=lambda i: -(blocks[i].stop - blocks[i].start)
+    )
+    for i in order:
+        r = sizes.index(min(sizes))
+        sizes[r] += blocks[i].stop - blocks[i].start
+        if r == rank:
+            mine.append(i)
+    return [blocks[i] for i in sorted(mine)]
+
+
 def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
     """Read one block: whole row ranges of each element array, decompressed."""
     a = ref.n_atoms
@@ -215,8 +233,9 @@ class ShardLoader:
         chunk_rows = int(store.attrs.get("chunk_rows", 4096))
         # A block of about one chunk, but at most 1/8 of the budget so windows mix.
         target_rows = max(1, min(chunk_rows, memory_limit // (8 * row_bytes)))
-        blocks = plan_blocks(store, split, target_rows)
-        self.blocks = blocks[rank::world_size]
+        self.blocks = share_blocks(
+            plan_blocks(store, split, target_rows), rank, world_size
+        )
         self.n_conformations = sum(b.stop - b.start for b in self.blocks)
         total = sum(b.n_rows() for b in self.blocks) * row_bytes
         # Two windows live at once: the one being dealt and the one loading.

@@ -61,6 +61,13 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="256,2560")
     ap.add_argument("--throughput-seconds", type=float, default=60)
     ap.add_argument("--accuracy-seconds", type=float, default=600)
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="extra aevpipe accuracy run with train settings, e.g. "
+        "lr_patience=100 (repeatable)",
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     print(f"machine: {machine()}")
@@ -115,14 +122,26 @@ def main() -> None:
             )
         if args.accuracy_seconds > 0:
             s = args.accuracy_seconds
-            ours = run_aevpipe(store, Path(tmp) / "acc", s)
-            recipe = baseline.train("recipe", splits, 256, s)
+            systems = [("aevpipe ani1x", run_aevpipe(store, Path(tmp) / "acc", s))]
+            for i, variant in enumerate(args.variant):
+                key, value = variant.split("=")
+                systems.append(
+                    (
+                        f"aevpipe {variant}",
+                        run_aevpipe(
+                            store, Path(tmp) / f"acc{i}", s, **{key: float(value)}
+                        ),
+                    )
+                )
+            systems.append(
+                ("TorchANI recipe", baseline.train("recipe", splits, 256, s))
+            )
             print(
                 f"accuracy after {s:.0f} s of training (kcal/mol; valid/test "
                 f"{len(splits['valid'])}/{len(splits['test'])} conformations):"
             )
-            print(f"{'':18s} {'valid<1 at':>10s} {'best valid':>10s} {'test':>7s}")
-            for name, r in (("aevpipe ani1x", ours), ("TorchANI recipe", recipe)):
+            print(f"{'':26s} {'valid<1 at':>10s} {'best valid':>10s} {'test':>7s}")
+            for name, r in systems:
                 t1 = time_to(r["history"], 1.0)
                 results["accuracy"][name] = {
                     "seconds": s,
