@@ -177,3 +177,27 @@ def test_export_is_a_torchani_model_with_consistent_forces(run, release_file, tm
 def test_export_bad_run(tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tmp_path)])
     assert result.exit_code == 2 and "not a trained aevpipe run" in result.output
+
+
+def test_exported_model_drives_an_ase_optimisation(run, tmp_path):
+    ase = pytest.importorskip("ase")
+    from ase.optimize import BFGS
+
+    out = tmp_path / "model.pt"
+    CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    model = torch.load(out, weights_only=False)
+    atoms = ase.Atoms(
+        "CH4",
+        positions=[
+            [0, 0, 0],
+            [0.7, 0.7, 0.7],
+            [-0.6, -0.6, 0.6],
+            [-0.6, 0.6, -0.6],
+            [0.6, -0.6, -0.6],
+        ],
+    )
+    atoms.calc = model.ase()
+    e0, f0 = atoms.get_potential_energy(), np.abs(atoms.get_forces()).max()
+    BFGS(atoms, logfile=None).run(fmax=0.05, steps=30)
+    assert atoms.get_potential_energy() < e0
+    assert np.abs(atoms.get_forces()).max() < f0
