@@ -7,6 +7,7 @@ Dask worker; the positions it writes to come from the plan.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,8 +69,14 @@ def _writer(store: str, plan: str, locked: bool) -> StoreWriter:
 
 
 @functools.lru_cache(maxsize=8)
-def _reader(path: str) -> ANI1File:
+def _cached_reader(path: str, stamp: tuple[int, int]) -> ANI1File:
     return ANI1File(path)
+
+
+def _reader(path: str) -> ANI1File:
+    """A reader kept open per process; a file replaced on disk gets a new one."""
+    st = os.stat(path)
+    return _cached_reader(path, (st.st_mtime_ns, st.st_size))
 
 
 def species_indices(
