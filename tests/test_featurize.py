@@ -217,3 +217,20 @@ def test_bad_input_leaves_no_complete_store(release_file, tmp_path):
     )
     assert len(summary.skipped_molecules) == 1
     assert summary.conformations == 120 + 90 + 75
+
+
+def test_existing_scheduler_by_address_writes_the_same_store(release_file, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    a, b = tmp_path / "a", tmp_path / "b"
+    featurize([str(release_file)], a, settings(), progress=False)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        featurize(
+            [str(release_file)],
+            b,
+            settings(),
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    assert_same_store(a, b)

@@ -9,6 +9,7 @@ uninterrupted run would have been. AEVs are never recomputed.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
 import time
@@ -119,7 +120,7 @@ def _check_run_dir(
         if resume:
             raise RunError(f"{run}: nothing to resume (no {runs.CONFIG})")
         return False
-    old = runs.json.loads(config_path.read_text())
+    old = json.loads(config_path.read_text())
     if not resume:
         raise RunError(
             f"{run}: already holds a run; pass --resume to continue it "
