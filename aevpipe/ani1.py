@@ -119,6 +119,10 @@ class ANI1File:
         visit(self._file())
         return iter(found)
 
+    def is_synthetic(self) -> bool:
+        """Whether the file says it holds synthetic data (`aevpipe synth` does)."""
+        return bool(self._file().attrs.get("synthetic", False))
+
     def scan(self) -> Iterator[tuple[str, MoleculeInfo | InputError]]:
         """Each molecule group with its info, or the InputError that rules it out.
 

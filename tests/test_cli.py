@@ -97,3 +97,15 @@ def test_python_m_and_help():
         check=True,
     )
     assert "Example:" in done.stdout
+
+
+def test_demo_end_to_end(runner, tmp_path):
+    pytest.importorskip("rdkit")
+    result = runner.invoke(
+        cli, ["demo", "--out", str(tmp_path), "--max-time", "3", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output and "test  RMSE" in result.output
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "Synthetic data" in report
+    assert (tmp_path / "run" / "report" / "parity.png").is_file()

@@ -169,15 +169,19 @@ def featurize(
     plan = make_plan(
         [_shape(m, elements) for m in molecules], settings.block_size, settings.split
     )
-    sources = [
-        {
-            "path": str(Path(f).resolve()),
-            "name": Path(f).name,
-            "sha256": sha256_file(f),
-            "size": Path(f).stat().st_size,
-        }
-        for f in dict.fromkeys(m.file for m in molecules)
-    ]
+    sources = []
+    for f in dict.fromkeys(m.file for m in molecules):
+        with ANI1File(f) as reader:
+            synthetic = reader.is_synthetic()
+        sources.append(
+            {
+                "path": str(Path(f).resolve()),
+                "name": Path(f).name,
+                "sha256": sha256_file(f),
+                "size": Path(f).stat().st_size,
+                "synthetic": synthetic,
+            }
+        )
     attrs: dict[str, Any] = {
         keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
         keys.ATTR_AEV_PARAMS: settings.aev.to_dict(),
@@ -194,6 +198,7 @@ def featurize(
             }
             for m in molecules
         ],
+        "synthetic": any(src["synthetic"] for src in sources),
         "plan_hash": plan.fingerprint(),
         "block_size": settings.block_size,
         "block_atoms": settings.block_atoms,
