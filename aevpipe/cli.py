@@ -231,6 +231,16 @@ def featurize(
         click.echo(line)
 
 
+def echo_errors(by_split: dict, indent: int) -> None:
+    """One line per split: RMSE, MAE (kcal/mol) and the count."""
+    for split in ("train", "valid", "test"):
+        m = by_split[split]
+        click.echo(
+            f"{' ' * indent}{split:5s} RMSE {m['rmse_kcal_mol']:.3f}  MAE "
+            f"{m['mae_kcal_mol']:.3f} kcal/mol  (n={m['n']:,})"
+        )
+
+
 def parse_bytes(text: str) -> int:
     """'1GiB', '512MiB', '2G', '1000000' -> bytes."""
     units = {
@@ -386,12 +396,7 @@ def train(
         f"stopped after epoch {r['epochs']} ({r['stop_reason']}); "
         f"best epoch {r['best_epoch']}"
     )
-    for split in ("train", "valid", "test"):
-        m = metrics[split]
-        click.echo(
-            f"  {split:5s} RMSE {m['rmse_kcal_mol']:.3f}  MAE "
-            f"{m['mae_kcal_mol']:.3f} kcal/mol  (n={m['n']:,})"
-        )
+    echo_errors(metrics, indent=2)
     click.echo(f"run written to {out}")
 
 
@@ -607,12 +612,7 @@ def demo(out, max_time, progress):
     click.echo("4/4 report")
     result = build_report(out / "run")
     written = write_report(result, out / "run" / "report")
-    for split in ("train", "valid", "test"):
-        m = result["splits"][split]
-        click.echo(
-            f"    {split:5s} RMSE {m['rmse_kcal_mol']:.3f}  MAE "
-            f"{m['mae_kcal_mol']:.3f} kcal/mol  (n={m['n']:,})"
-        )
+    echo_errors(result["splits"], indent=4)
     click.echo(f"report: {written[0]} (figures beside it); data are synthetic")
 
 
