@@ -104,7 +104,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     rows = []
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         big = replicate(Path(args.src), Path(tmp) / f"x{args.factor}.h5", args.factor)
         for label, src in (("s01", args.src), (f"s01 x{args.factor}", str(big))):
             me = ["-m", "benchmarks.featurize_bench"]

@@ -102,7 +102,7 @@ def main() -> None:
         print(json.dumps(fn(*rest)))
         return
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         big = replicate(Path(args.src), Path(tmp) / "big.h5", args.factor)
         feat = run_child([*ME, "featurize", str(big), f"{tmp}/store"])
         fit = run_child([*ME, "train", f"{tmp}/store", f"{tmp}/run", str(args.epochs)])

@@ -60,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     out: dict = {"machine": machine(), "featurize": {}, "train": {}}
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         big = replicate(Path(args.src), Path(tmp) / "big.h5", args.factor)
         for label, workers in (
             ("in-process", None),

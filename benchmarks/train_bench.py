@@ -72,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"machine: {machine()}")
     results: dict = {"machine": machine(), "throughput": [], "accuracy": {}}
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "aev"
         t0 = time.perf_counter()
         featurize([args.src], store, FeaturizeSettings(), progress=False)
