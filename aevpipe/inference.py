@@ -13,6 +13,8 @@ import torch
 
 from aevpipe.aev import build_aev_computer, compute_aevs
 from aevpipe.config import AEVParams
+from aevpipe.loader import element_counts
+from aevpipe.model import rows_by_element
 from aevpipe.runs import load_best
 
 
@@ -40,16 +42,9 @@ class Potential:
 
     @torch.no_grad()
     def energies_from_aevs(self, species: np.ndarray, aevs: torch.Tensor) -> np.ndarray:
-        n = len(species)
-        species_t = torch.from_numpy(species)
-        rows, conf = {}, {}
-        for e, element in enumerate(self.elements):
-            mask = species_t == e
-            if mask.any():
-                rows[element] = aevs[mask].to(self.device)
-                conf[element] = mask.nonzero()[:, 0].to(self.device)
-        atomic = self.model(rows, conf, n).double().cpu().numpy()
-        counts = np.stack(
-            [(species == e).sum(1) for e in range(len(self.elements))], axis=1
-        )
+        rows, conf = rows_by_element(aevs, torch.from_numpy(species), self.elements)
+        rows = {e: t.to(self.device) for e, t in rows.items()}
+        conf = {e: t.to(self.device) for e, t in conf.items()}
+        atomic = self.model(rows, conf, len(species)).double().cpu().numpy()
+        counts = element_counts(species, len(self.elements))
         return atomic + counts @ self.self_energies

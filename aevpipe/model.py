@@ -17,6 +17,24 @@ ACTIVATIONS = {
 }
 
 
+def rows_by_element(
+    aevs: torch.Tensor, species: torch.Tensor, elements: tuple[str, ...]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Dense per-element row blocks of `aevs` (n, A, L), and each row's conformation,
+    from `species` (n, A) element indices; rows in (conformation, atom) order.
+
+    For the CPU side (featurize, inference): `nonzero` waits for the device.
+    """
+    rows, conf = {}, {}
+    for e, element in enumerate(elements):
+        mask = species == e
+        index = mask.nonzero()[:, 0]
+        if len(index):
+            rows[element] = aevs[mask]
+            conf[element] = index
+    return rows, conf
+
+
 def element_mlp(
     aev_length: int, hidden: tuple[int, ...], activation: str
 ) -> nn.Sequential:

@@ -20,6 +20,7 @@ from aevpipe.aev import build_aev_computer, compute_aevs, resolve_device
 from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, SplitSettings
 from aevpipe.errors import InputError
+from aevpipe.model import rows_by_element
 from aevpipe.plan import Unit, conformation_splits
 from aevpipe.shards import PartData, StoreWriter, mark_done
 
@@ -80,15 +81,24 @@ def _reader(path: str) -> ANI1File:
 
 
 def species_indices(
-    symbols: np.ndarray, elements: tuple[str, ...], file: str, group: str
+    symbols: np.ndarray,
+    elements: tuple[str, ...],
+    file: str,
+    group: str,
+    positions: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Symbols (n, A) as int8 indices into `elements`; InputError for others."""
+    """Symbols (n, A) as int8 indices into `elements`; InputError for others,
+    naming the first offending row's position when `positions` (n,) is given."""
     lookup = {e: i for i, e in enumerate(elements)}
-    unknown = sorted(set(np.unique(symbols)) - set(lookup))
+    unknown = sorted(str(u) for u in set(np.unique(symbols)) - set(lookup))
     if unknown:
+        where = group
+        if positions is not None:
+            bad = np.isin(symbols, unknown).reshape(len(symbols), -1).any(1)
+            where = f"{group} {int(positions[np.argmax(bad)])}"
         raise InputError(
             file,
-            group,
+            where,
             f"element(s) {unknown} not covered by the AEV "
             f"parameters (elements {list(elements)})",
         )
@@ -147,15 +157,13 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
         stop = start + part.count
         part_aevs = computed.aevs[start:stop]
         part_species = species_t[start:stop]
-        aev_rows, conf_rows = {}, {}
-        for e, element in enumerate(elements):
-            mask = part_species == e
-            conf_idx = mask.nonzero()[:, 0]  # row-major: (conformation, atom) order
-            if len(conf_idx) == 0:
-                continue
-            aev_rows[element] = part_aevs[mask].numpy()
-            conf_rows[element] = (part.conformation_offset + conf_idx).int().numpy()
-            rows[element] += len(conf_idx)
+        by_element, conf_idx = rows_by_element(part_aevs, part_species, elements)
+        aev_rows = {e: t.numpy() for e, t in by_element.items()}
+        conf_rows = {
+            e: (part.conformation_offset + t).int().numpy() for e, t in conf_idx.items()
+        }
+        for element, t in aev_rows.items():
+            rows[element] += len(t)
         data = PartData(
             energy=computed.energies[start:stop],
             species=computed.species[start:stop],

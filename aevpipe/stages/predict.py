@@ -128,22 +128,9 @@ def _write_chunk(
     writer, potential: Potential, path: str, chunk: Chunk, with_reference: bool
 ) -> int:
     symbols = np.asarray(chunk.symbols)
-    try:
-        species = species_indices(symbols, potential.elements, path, chunk.group)
-    except InputError:
-        bad = next(
-            i
-            for i, row in enumerate(chunk.symbols)
-            if set(row) - set(potential.elements)
-        )
-        missing = sorted(set(chunk.symbols[bad]) - set(potential.elements))
-        where = chunk.group or "frame"
-        raise InputError(
-            path,
-            f"{where} {int(chunk.index[bad])}".strip(),
-            f"element(s) {missing} have no network in this model "
-            f"(elements {list(potential.elements)})",
-        ) from None
+    species = species_indices(
+        symbols, potential.elements, path, chunk.group or "frame", chunk.index
+    )
     energies = potential.energies(species, chunk.coordinates)
     n_atoms = symbols.shape[1]
     for k in range(len(energies)):
