@@ -76,3 +76,49 @@ def compute_aevs(
         c = coordinates[i : i + step].to(device, torch.float32)
         out[i : i + step] = computer(s, c).cpu()
     return out
+
+
+@torch.no_grad()
+def compute_element_rows(
+    computer: torchani.AEVComputer,
+    species: torch.Tensor,
+    coordinates: torch.Tensor,
+    n_elements: int,
+    batch_atoms: int = BATCH_ATOMS,
+) -> list[torch.Tensor | None]:
+    """AEVs of conformations of one molecule, as dense rows per element.
+
+    `species` (n, A) holds indices into the element order; every conformation must
+    hold the same number k_e of atoms of each element e (one molecule; atom order
+    may differ). Returns, per element, (n * k_e, L) float32 rows on the CPU ordered
+    by conformation then atom (None where k_e = 0), so the rows of conformations
+    [i, j) are rows [i * k_e, j * k_e). Each batch's AEVs are copied once, straight
+    into these rows: no (n, A, L) array is ever built.
+    """
+    device = computer.radial.shifts.device
+    n, a = species.shape
+    counts = [int((species[0] == e).sum()) for e in range(n_elements)]
+    for e, k in enumerate(counts):
+        if not bool(((species == e).sum(1) == k).all()):
+            raise ValueError("conformations of one molecule differ in composition")
+    # One atom order for every conformation (the release layout): a fixed gather.
+    fixed = bool((species == species[:1]).all())
+    positions = [torch.nonzero(species[0] == e)[:, 0] for e in range(n_elements)]
+    length = computer.out_dim
+    out = [torch.empty((n * k, length)) if k else None for k in counts]
+    step = max(1, batch_atoms // max(1, a))
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        s = species[i:j]
+        aevs = computer(
+            s.to(device, torch.long), coordinates[i:j].to(device, torch.float32)
+        ).cpu()
+        for e, k in enumerate(counts):
+            if not k:
+                continue
+            rows = out[e][i * k : j * k]
+            if fixed:
+                torch.index_select(aevs, 1, positions[e], out=rows.view(j - i, k, -1))
+            else:
+                rows.copy_(aevs[s == e])
+    return out

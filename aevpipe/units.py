@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from aevpipe.aev import build_aev_computer, compute_aevs, resolve_device
+from aevpipe.aev import build_aev_computer, compute_element_rows, resolve_device
+from aevpipe.allocator import keep_freed_memory
 from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, SplitSettings
 from aevpipe.errors import InputError
-from aevpipe.model import rows_by_element
 from aevpipe.plan import Unit, conformation_splits
-from aevpipe.shards import PartData, StoreWriter, mark_done
+from aevpipe.shards import PartData, StoreWriter
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class ComputedUnit:
     """A unit's AEVs and source data, conformations in split order (the order of
     `unit.parts`), between computing and writing."""
 
-    aevs: torch.Tensor  # (n, A, L) float32, CPU
+    rows: list[np.ndarray | None]  # per element: (n * k_e, L) float32, or None
     species: np.ndarray  # (n, A) int8
     energies: np.ndarray  # (n,) float64
     index: np.ndarray  # (n,) int32 conformation index in the source group
@@ -123,10 +123,11 @@ def compute_unit(task: UnitTask) -> ComputedUnit:
     """Read the unit's conformations, sort them by split, compute their AEVs.
 
     Sorting the inputs (small) rather than the AEVs (large) makes each split part
-    a contiguous slice of the output.
+    a contiguous range of every element's rows.
     """
     if task.threads:
         torch.set_num_threads(task.threads)
+    keep_freed_memory()
     unit = task.unit
     block = _reader(task.file).read(task.group, unit.start, unit.stop)
     species = species_indices(block.symbols, task.aev.elements, task.file, task.group)
@@ -136,34 +137,49 @@ def compute_unit(task: UnitTask) -> ComputedUnit:
     order = np.argsort(codes, kind="stable")  # split order, source order within
     species = species[order]
     t0 = time.perf_counter()
-    aevs = compute_aevs(
+    rows = compute_element_rows(
         _computer(task.aev, worker_device(task.device)),
         torch.from_numpy(species),
         torch.from_numpy(block.coordinates[order]),
+        len(task.aev.elements),
     )
     seconds = time.perf_counter() - t0
     index = (unit.start + order).astype(np.int32)
-    return ComputedUnit(aevs, species, block.energies[order], index, seconds)
+    return ComputedUnit(
+        [None if r is None else r.numpy() for r in rows],
+        species,
+        block.energies[order],
+        index,
+        seconds,
+    )
 
 
 def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
-    """Write a computed unit at its planned positions and mark it done."""
+    """Write a computed unit at its planned positions; the writer marks it done
+    once all of it is on disk."""
     unit, elements = task.unit, task.aev.elements
     writer = _writer(task.store, task.plan, task.locked)
-    species_t = torch.from_numpy(computed.species)
-    rows = dict.fromkeys(elements, 0)
+    per_conformation = [
+        0 if r is None else len(r) // unit.n_conformations for r in computed.rows
+    ]
     start = 0
     for part in unit.parts:
         stop = start + part.count
-        part_aevs = computed.aevs[start:stop]
-        part_species = species_t[start:stop]
-        by_element, conf_idx = rows_by_element(part_aevs, part_species, elements)
-        aev_rows = {e: t.numpy() for e, t in by_element.items()}
-        conf_rows = {
-            e: (part.conformation_offset + t).int().numpy() for e, t in conf_idx.items()
-        }
-        for element, t in aev_rows.items():
-            rows[element] += len(t)
+        aev_rows, conf_rows = {}, {}
+        for element, k, rows in zip(
+            elements, per_conformation, computed.rows, strict=True
+        ):
+            if not k:
+                continue
+            aev_rows[element] = rows[start * k : stop * k]
+            conf_rows[element] = np.repeat(
+                np.arange(
+                    part.conformation_offset,
+                    part.conformation_offset + part.count,
+                    dtype=np.int32,
+                ),
+                k,
+            )
         data = PartData(
             energy=computed.energies[start:stop],
             species=computed.species[start:stop],
@@ -177,11 +193,23 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
     stats = {
         "conformations": unit.n_conformations,
         "atoms": unit.n_conformations * unit.n_atoms,
-        "rows": rows,
+        "rows": {
+            e: k * unit.n_conformations
+            for e, k in zip(elements, per_conformation, strict=True)
+        },
         "aev_seconds": computed.seconds,
     }
-    mark_done(Path(task.store), unit.uid, stats)
+    writer.unit_written(unit.uid, stats)
     return stats
+
+
+def flush_writes(store: str, plan: str) -> None:
+    """Write out whatever this process's in-process writer still holds, and mark
+    the units it completes done (end of a run, or an interrupted one)."""
+    try:
+        _writer(store, plan, False).flush()
+    finally:
+        _writer.cache_clear()  # the next run starts with empty buffers
 
 
 def run_unit(task: UnitTask) -> dict[str, Any]:
