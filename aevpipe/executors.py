@@ -31,17 +31,28 @@ def _both(fn, finish, task):
 
 
 class InProcessExecutor:
-    """Plain Python, in this process: units one after another. With `finish`, the
-    next unit's `fn` overlaps the previous unit's `finish` (a background thread),
-    and at most one unit waits to be finished, so memory stays bounded."""
+    """Plain Python, in this process: units one after another, each `fn` then its
+    `finish`. With `overlap`, the next unit's `fn` runs while the previous unit's
+    `finish` does (a background thread), and at most one unit waits to be finished,
+    so memory stays bounded.
+
+    Overlap pays where `fn` leaves the CPU free (AEVs on a GPU). Where `fn` itself
+    runs on the CPU cores it only competes with `finish` for them and for the GIL:
+    on this project's 2-core machine featurize of s01 x10 took 0.93-1.07 s
+    overlapped against 0.81 s one after the other.
+    """
 
     concurrent = False
     workers = 1
 
+    def __init__(self, overlap: bool = False):
+        self.overlap = overlap
+
     def map_unordered(self, fn, tasks, finish=None):
-        if finish is None:
+        if finish is None or not self.overlap:
             for task in tasks:
-                yield fn(task)
+                result = fn(task)
+                yield result if finish is None else finish(task, result)
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
@@ -113,12 +124,14 @@ def _local_cluster(workers: int):
     )
 
 
-def make_executor(workers: int | None, address: str | None) -> Executor:
+def make_executor(
+    workers: int | None, address: str | None, overlap: bool = False
+) -> Executor:
     """Dask when `workers` (a local cluster of that many) or a scheduler `address`
-    is given, else in-process."""
+    is given, else in-process (`overlap`: see InProcessExecutor)."""
     if address or workers:
         return DaskExecutor(workers=workers, address=address)
-    return InProcessExecutor()
+    return InProcessExecutor(overlap=overlap)
 
 
 def threads_per_worker(workers: int) -> int:

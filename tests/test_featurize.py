@@ -195,6 +195,36 @@ def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monke
     assert_same_store(fresh, out)
 
 
+def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch):
+    """A hard kill loses the writer's buffers: only units wholly on disk count as
+    done, and the resumed store equals an uninterrupted one."""
+    from aevpipe import units
+
+    fresh = tmp_path / "fresh"
+    featurize([str(release_file)], fresh, settings(), progress=False)
+    out = tmp_path / "aev"
+    real_write_unit, calls = stage.write_unit, []
+
+    def dying(task, computed):
+        if len(calls) == 4:  # two units of H2O and two of NH3's three written
+            raise SystemExit("killed")
+        calls.append(task.unit.uid)
+        return real_write_unit(task, computed)
+
+    monkeypatch.setattr(stage, "write_unit", dying)
+    monkeypatch.setattr(  # a kill: nothing buffered reaches the disk
+        stage, "flush_writes", lambda *a: units._writer.cache_clear()
+    )
+    with pytest.raises(SystemExit):
+        featurize([str(release_file)], out, settings(), progress=False)
+    done = shards.done_units(out)
+    assert 0 < len(done) < 4
+    monkeypatch.undo()
+    resumed = featurize([str(release_file)], out, settings(), progress=False)
+    assert resumed.units_skipped == len(done)
+    assert_same_store(fresh, out)
+
+
 def test_dask_executor_writes_the_same_store(release_file, tmp_path):
     pytest.importorskip("dask.distributed")
     a, b = tmp_path / "a", tmp_path / "b"

@@ -24,7 +24,13 @@ from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError
 from aevpipe.executors import make_executor, threads_per_worker
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
-from aevpipe.units import UnitTask, compute_unit, species_indices, write_unit
+from aevpipe.units import (
+    UnitTask,
+    compute_unit,
+    flush_writes,
+    species_indices,
+    write_unit,
+)
 
 
 @dataclass
@@ -234,7 +240,8 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
     if not units:
         return
     codes = molecule_splits(settings.split, len(molecules))
-    executor = make_executor(workers, scheduler)
+    on_gpu = resolve_device(settings.device).type == "cuda"
+    executor = make_executor(workers, scheduler, overlap=on_gpu)
     try:
         threads = threads_per_worker(executor.workers) if executor.concurrent else 0
         tasks = [
@@ -252,7 +259,8 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
                 locked=executor.concurrent,
                 threads=threads,
             )
-            for u in units
+            # In group order: the writer then holds one group's partial chunks.
+            for u in sorted(units, key=lambda u: (u.n_atoms, u.uid))
         ]
         total = sum(u.n_conformations for u in units)
         with tqdm(
@@ -267,3 +275,5 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
                 bar.update(stats["conformations"])
     finally:
         executor.close()
+        if not executor.concurrent:  # also on Ctrl-C: what was computed is kept
+            flush_writes(str(out.resolve()), attrs[keys.ATTR_PLAN])
