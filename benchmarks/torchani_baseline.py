@@ -197,7 +197,7 @@ def train_shipped(
     """The example as shipped (CACHE = False): batches prebuilt on disk by
     `create_batched_dataset` (random 80/20 split), read by a DataLoader with two
     worker processes, `simple_ani`, AdamW lr 5e-4. Throughput only."""
-    from torchani.datasets import ANIBatchedDataset, ANIDataset, create_batched_dataset
+    from torchani.datasets import ANIDataset, create_batched_dataset
 
     torch.manual_seed(seed)
     path = os.path.join(workdir, f"batched-{batch_size}")
@@ -209,6 +209,17 @@ def train_shipped(
         divs_seed=seed,
         batch_seed=seed,
     )
+    return train_batched(path, max_time=max_time, seed=seed)
+
+
+def train_batched(
+    path: str, max_time: float = math.inf, epochs: int | None = None, seed: int = 0
+) -> dict:
+    """The example's training loop over batches `create_batched_dataset` wrote to
+    `path`: for `max_time` seconds or `epochs` epochs, whichever ends first."""
+    from torchani.datasets import ANIBatchedDataset
+
+    torch.manual_seed(seed)
     kwargs = {"num_workers": 2, "prefetch_factor": 2, "pin_memory": False}
     training = torch.utils.data.DataLoader(
         ANIBatchedDataset(path, split="training"),
@@ -227,7 +238,7 @@ def train_shipped(
         model.neural_networks.parameters(), lr=5e-4, weight_decay=1e-6
     )
     history, elapsed, n_train = [], 0.0, 0
-    while elapsed < max_time:
+    while elapsed < max_time and (epochs is None or len(history) < epochs):
         t0 = time.perf_counter()
         n_train = 0
         for batch in training:
