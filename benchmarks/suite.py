@@ -25,6 +25,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -190,7 +191,9 @@ def main() -> None:
     for step, target in zip(steps, targets, strict=True):
         module, *rest = step
         run(module, *rest, *target)
-        commands.append(f"python -m benchmarks.{module} " + " ".join([*rest, *target]))
+        commands.append(
+            shlex.join(["python", "-m", f"benchmarks.{module}", *rest, *target])
+        )
     seconds_taken = (datetime.datetime.now() - start).total_seconds()
     section = render(out, commands, start.strftime("%Y-%m-%d"), seconds_taken)
     write_section(Path(args.results), section)

@@ -1,0 +1,37 @@
+"""The benchmark suite's own helpers: data subsets and the generated RESULTS section."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+
+from aevpipe.ani1 import ANI1File
+from benchmarks.scale_bench import count, subsample
+from benchmarks.suite import BEGIN, END, write_section
+
+
+def test_subsample_keeps_each_molecules_first_share(release_file, tmp_path):
+    (made,) = subsample([release_file], 0.25, tmp_path / "sub")
+    full = {m.group: m for m in ANI1File(release_file).molecules()}
+    part = ANI1File(made).molecules()
+    assert {m.group for m in part} == set(full)
+    for m in part:
+        assert m.n_conformations == math.ceil(0.25 * full[m.group].n_conformations)
+        assert m.symbols == full[m.group].symbols
+        with h5py.File(release_file) as a, h5py.File(made) as b:
+            n = m.n_conformations
+            assert (
+                a[m.group]["coordinates"][:n] == b[m.group]["coordinates"][()]
+            ).all()
+    assert count([made]) == sum(m.n_conformations for m in part)
+
+
+def test_generated_section_is_appended_then_replaced(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nhand-written\n")
+    write_section(results, f"{BEGIN}\nfirst\n{END}")
+    write_section(results, f"{BEGIN}\nsecond\n{END}")
+    text = results.read_text()
+    assert "hand-written" in text and "second" in text and "first" not in text
+    assert text.count(BEGIN) == 1
