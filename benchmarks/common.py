@@ -79,6 +79,29 @@ def run_child(args: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def train_epochs(store: str, run: str, epochs: int) -> tuple[int, list[dict], float]:
+    """`aevpipe train` of `store` into `run` for `epochs` epochs at batch 256, quiet:
+    training conformations, per-epoch history, wall seconds (final evaluation in)."""
+    import time
+
+    from aevpipe import runs
+    from aevpipe.config import load_train_settings
+    from aevpipe.stages.train import train
+
+    settings = load_train_settings(max_epochs=int(epochs), batch_size=256)
+    t0 = time.perf_counter()
+    result = train(
+        Path(store),
+        Path(run),
+        settings,
+        overwrite=True,
+        progress=False,
+        echo=lambda *_: None,
+    )
+    seconds = time.perf_counter() - t0
+    return result.metrics["train"]["n"], runs.read_history(Path(run)), seconds
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=1))

@@ -17,7 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, peak_rss_mib, replicate, run_child, write_json
+from benchmarks.common import (
+    machine,
+    peak_rss_mib,
+    replicate,
+    run_child,
+    train_epochs,
+    write_json,
+)
 
 ME = ["-m", "benchmarks.memory_bench", "--child"]
 
@@ -41,24 +48,9 @@ def child_featurize(src: str, store: str) -> dict:
 
 
 def child_train(store: str, run: str, epochs: str) -> dict:
-    from aevpipe import runs
-    from aevpipe.config import load_train_settings
-    from aevpipe.stages.train import train
-
-    settings = load_train_settings(max_epochs=int(epochs), batch_size=256)
-    t0 = time.perf_counter()
-    result = train(
-        Path(store),
-        Path(run),
-        settings,
-        overwrite=True,
-        progress=False,
-        echo=lambda *_: None,
-    )
-    history = runs.read_history(Path(run))
-    n = result.metrics["train"]["n"]
+    n, history, seconds = train_epochs(store, run, int(epochs))
     return {
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "n_train": n,
         "epoch_conf_per_s": [n / h["epoch_seconds"] for h in history],
         "valid_rmse_kcal_mol": [h["valid_rmse_kcal_mol"] for h in history],

@@ -32,7 +32,13 @@ from pathlib import Path
 
 import h5py
 
-from benchmarks.common import machine, peak_rss_mib, run_child, write_json
+from benchmarks.common import (
+    machine,
+    peak_rss_mib,
+    run_child,
+    train_epochs,
+    write_json,
+)
 
 ME = ["-m", "benchmarks.scale_bench", "--child"]
 PATTERN = "ani_gdb_s0*.h5"
@@ -106,23 +112,7 @@ def child_featurize(store: str, *files: str) -> dict:
 
 
 def child_train(store: str, run: str, epochs: str) -> dict:
-    from aevpipe import runs
-    from aevpipe.config import load_train_settings
-    from aevpipe.stages.train import train
-
-    settings = load_train_settings(max_epochs=int(epochs), batch_size=256)
-    t0 = time.perf_counter()
-    result = train(
-        Path(store),
-        Path(run),
-        settings,
-        overwrite=True,
-        progress=False,
-        echo=lambda *_: None,
-    )
-    seconds = time.perf_counter() - t0
-    history = runs.read_history(Path(run))
-    n_train = result.metrics["train"]["n"]
+    n_train, history, seconds = train_epochs(store, run, int(epochs))
     last = history[-1]
     return {
         "seconds": seconds,
