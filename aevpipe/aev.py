@@ -50,9 +50,10 @@ def build_aev_computer(params: AEVParams, device: torch.device) -> torchani.AEVC
     return computer.to(device)
 
 
-# Atoms per AEVComputer call: TorchANI's CPU path runs about 20% faster on batches
-# of this size than on 10x larger ones (cache), and memory stays small.
-BATCH_ATOMS = 8192
+# Atoms per AEVComputer call: with aevpipe.allocator's setting TorchANI's CPU path
+# ran fastest at this size of 2,048 / 4,096 / 8,192 on s01 x10 (benchmarks/RESULTS.md),
+# and memory stays small.
+BATCH_ATOMS = 4096
 
 
 @torch.no_grad()
