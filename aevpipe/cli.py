@@ -173,6 +173,14 @@ def cli() -> None:
     help="Run units on a local Dask cluster of this many processes.",
 )
 @click.option("--scheduler", help="Address of an existing Dask scheduler.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Threads running units in this process, torch's threads shared among "
+    "them; 0: one per core (at most 4) on the CPU, one on a GPU.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option(
     "--skip-invalid",
@@ -193,6 +201,7 @@ def featurize(
     device,
     workers,
     scheduler,
+    threads,
     overwrite,
     skip_invalid,
     progress,
@@ -217,6 +226,7 @@ def featurize(
         chunk_rows=chunk_rows,
         device=device,
         skip_invalid=skip_invalid,
+        threads=threads,
     )
     summary = run(
         list(files),

@@ -177,6 +177,11 @@ class FeaturizeSettings:
     chunk_rows: int = 4096  # rows per Zarr chunk of the AEV arrays
     device: str = "auto"
     skip_invalid: bool = False
+    threads: int = 0  # in-process unit threads; 0: one per core (at most 4) on CPU
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (auto) or more: {self.threads}")
 
 
 ANI1X_HIDDEN = {

@@ -9,7 +9,13 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ThreadPoolExecutor,
+    as_completed,
+    wait,
+)
 from typing import Any, Protocol
 
 
@@ -31,29 +37,50 @@ def _both(fn, finish, task):
 
 
 class InProcessExecutor:
-    """Plain Python, in this process: units one after another, each `fn` then its
-    `finish`. With `overlap`, the next unit's `fn` runs while the previous unit's
-    `finish` does (a background thread), and at most one unit waits to be finished,
-    so memory stays bounded.
+    """In this process. With `threads` > 1, that many threads each run whole units
+    (`fn` then `finish`), at most one unit per thread in flight, so memory stays
+    bounded; with one thread, units run one after another, and with `overlap` the
+    next unit's `fn` runs while a background thread does the previous unit's
+    `finish`.
 
-    Overlap pays where `fn` leaves the CPU free (AEVs on a GPU). Where `fn` itself
-    runs on the CPU cores it only competes with `finish` for them and for the GIL:
-    on this project's 2-core machine featurize of s01 x10 took 0.93-1.07 s
-    overlapped against 0.81 s one after the other.
+    Threads pay on the CPU: torch releases the GIL inside its kernels and Blosc and
+    file writes release it too, so one thread's AEVs run beside another's
+    compression and writing. On this project's 2-core machine two threads of one
+    torch thread each featurized s01 x10 in 0.72 of the time of one thread with two
+    torch threads, and the synthetic s01-s04 in 0.70 (benchmarks/RESULTS.md).
+    Overlap pays where `fn` leaves the CPU free (AEVs on a GPU).
     """
 
-    concurrent = False
-    workers = 1
+    concurrent = False  # one process: no locks between writers needed
 
-    def __init__(self, overlap: bool = False):
+    def __init__(self, overlap: bool = False, threads: int = 1):
         self.overlap = overlap
+        self.workers = max(1, threads)
 
     def map_unordered(self, fn, tasks, finish=None):
-        if finish is None or not self.overlap:
+        if self.workers > 1:
+            yield from self._threaded(fn, tasks, finish)
+        elif finish is None or not self.overlap:
             for task in tasks:
                 result = fn(task)
                 yield result if finish is None else finish(task, result)
-            return
+        else:
+            yield from self._overlapped(fn, tasks, finish)
+
+    def _threaded(self, fn, tasks, finish):
+        run = fn if finish is None else functools.partial(_both, fn, finish)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            running: set[Future] = set()
+            for task in tasks:
+                if len(running) >= self.workers:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+                running.add(pool.submit(run, task))
+            for future in as_completed(running):
+                yield future.result()
+
+    def _overlapped(self, fn, tasks, finish):
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
             for task in tasks:
@@ -125,15 +152,26 @@ def _local_cluster(workers: int):
 
 
 def make_executor(
-    workers: int | None, address: str | None, overlap: bool = False
+    workers: int | None,
+    address: str | None,
+    overlap: bool = False,
+    threads: int = 1,
 ) -> Executor:
     """Dask when `workers` (a local cluster of that many) or a scheduler `address`
-    is given, else in-process (`overlap`: see InProcessExecutor)."""
+    is given, else in-process (`overlap`, `threads`: see InProcessExecutor)."""
     if address or workers:
         return DaskExecutor(workers=workers, address=address)
-    return InProcessExecutor(overlap=overlap)
+    return InProcessExecutor(overlap=overlap, threads=threads)
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def threads_per_worker(workers: int) -> int:
     """Torch threads per worker so that workers do not oversubscribe the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, cpu_cores() // max(1, workers))

@@ -14,9 +14,11 @@ README.md:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +95,10 @@ def create(
                 dtype="f4",
                 **opts,
             )
-            sub.zeros(
+            sub.zeros(  # 4 bytes a row: chunks as long as the per-conformation ones
                 keys.CONFORMATION,
                 shape=(rows,),
-                chunks=(min(chunk_rows, rows),),
+                chunks=(min(max(chunk_rows, CONFORMATION_CHUNK), rows),),
                 dtype="i4",
                 **opts,
             )
@@ -119,9 +121,11 @@ class _ChunkAssembler:
     """Collects writes to one array into whole chunks, so that each chunk is encoded
     and written once and never read back.
 
-    A write that covers a whole chunk goes straight out; a chunk written in pieces
-    waits in a buffer until its pieces cover it. `flush` writes the pieces of chunks
-    still open through Zarr, which merges them with what is on disk (a resumed run).
+    Only bookkeeping and buffer copies: `place` and `take_open` run under the
+    writer's lock and return the chunk writes to make, which the caller makes
+    outside it (encoding and file writes run in parallel across threads). A piece
+    that covers a whole chunk goes straight out; a chunk written in pieces waits in
+    a buffer until its pieces cover it.
     """
 
     def __init__(self, array: zarr.Array):
@@ -129,18 +133,21 @@ class _ChunkAssembler:
         self.chunk = array.chunks[0]
         self.open: dict[int, tuple[np.ndarray, list[tuple[int, int]]]] = {}
 
-    def write(self, start: int, values: np.ndarray) -> list[int]:
-        """Write `values` at rows [start, ...); returns the chunks that hold some of
-        them in a buffer still."""
+    def place(
+        self, start: int, values: np.ndarray
+    ) -> tuple[list[tuple[int, int, int | None, np.ndarray]], list[int]]:
+        """Place `values` at rows [start, ...). Returns the writes now due, as
+        (row0, row1, buffered chunk index or None, values), and the chunks that
+        still hold some of `values` in a buffer."""
         stop, n = start + len(values), self.array.shape[0]
-        pos, waiting = start, []
+        pos, due, waiting = start, [], []
         while pos < stop:
             index = pos // self.chunk
             c0, c1 = index * self.chunk, min(n, (index + 1) * self.chunk)
             hi = min(stop, c1)
             piece = values[pos - start : hi - start]
             if pos == c0 and hi == c1 and index not in self.open:
-                self.array[c0:c1] = piece
+                due.append((c0, c1, None, piece))
             else:
                 if index not in self.open:
                     buffer = np.empty((c1 - c0,) + values.shape[1:], self.array.dtype)
@@ -149,19 +156,23 @@ class _ChunkAssembler:
                 buffer[pos - c0 : hi - c0] = piece
                 pieces.append((pos, hi))
                 if sum(b - a for a, b in pieces) == c1 - c0:
-                    self.array[c0:c1] = buffer
+                    due.append((c0, c1, index, buffer))
                     del self.open[index]
                 else:
                     waiting.append(index)
             pos = hi
-        return waiting
+        return due, waiting
 
-    def flush(self) -> None:
+    def take_open(self) -> list[tuple[int, int, int | None, np.ndarray]]:
+        """Every buffered piece, as writes (Zarr merges them with what is on disk:
+        a resumed run), leaving no buffer."""
+        due = []
         for index, (buffer, pieces) in sorted(self.open.items()):
             c0 = index * self.chunk
             for a, b in _merge(pieces):
-                self.array[a:b] = buffer[a - c0 : b - c0]
+                due.append((a, b, index, buffer[a - c0 : b - c0]))
         self.open.clear()
+        return due
 
 
 def _merge(pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -175,15 +186,22 @@ def _merge(pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+ChunkKey = tuple[str, int]  # (array path, chunk index)
+
+
 class StoreWriter:
     """An open store for writing, with its array handles kept (no metadata reloads).
 
     `locked`: other processes write to the same store, so every write goes straight
-    to Zarr under chunk locks and a unit is done as soon as it is written. Otherwise
-    (one writer) writes are assembled into whole chunks (`_ChunkAssembler`), and a
-    unit is marked done once none of its rows wait in a buffer; writing to another
-    atom-count group first flushes the buffers of the last one, so units given in
-    group order keep at most one group's partial chunks in memory.
+    to Zarr under chunk locks and a unit is done as soon as it is written.
+
+    Otherwise this process is the only writer, possibly from several threads: writes
+    are assembled into whole chunks (`_ChunkAssembler`) under one lock, and encoded
+    and written outside it. A unit is marked done once none of its rows wait in a
+    buffer or in a write still being made. Told how many units of each atom-count
+    group a run holds (`expect`), the writer writes a group's leftover pieces as soon
+    as the group's last unit is in (only a resumed run has any), so at most the
+    groups in flight hold partial chunks in memory.
     """
 
     def __init__(self, path: Path, locked: bool):
@@ -197,74 +215,137 @@ class StoreWriter:
         self.root = zarr.open_group(
             zarr.DirectoryStore(str(path)), mode="r+", synchronizer=sync
         )
+        self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array] = {}
         self._assemblers: dict[str, _ChunkAssembler] = {}
-        self._group: int | None = None
-        self._waiting: list[tuple[int, dict[str, Any], set[tuple[str, int]]]] = []
-        self._touched: set[tuple[str, int]] = set()
+        self._inflight: dict[ChunkKey, int] = {}
+        self._waiting: list[tuple[int, dict[str, Any], set[ChunkKey]]] = []
+        self._expected: dict[int, int] = {}
+        self._failed: set[ChunkKey] = set()
 
     def array(self, n_atoms: int, name: str, element: str | None = None) -> zarr.Array:
         key = "/".join(filter(None, (keys.group_name(n_atoms), element, name)))
-        if key not in self._arrays:
-            self._arrays[key] = self.root[key]
-        return self._arrays[key]
+        with self._lock:
+            if key not in self._arrays:
+                self._arrays[key] = self.root[key]
+            return self._arrays[key]
 
-    def _put(self, n_atoms: int, name: str, element: str | None, start, values):
+    def expect(self, units_per_group: dict[int, int]) -> None:
+        """The number of units of each atom-count group this run will write."""
+        with self._lock:
+            self._expected = dict(units_per_group)
+
+    def _assembler(self, array: zarr.Array) -> _ChunkAssembler:
+        assembler = self._assemblers.get(array.path)
+        if assembler is None:
+            assembler = self._assemblers[array.path] = _ChunkAssembler(array)
+        return assembler
+
+    def _write_out(self, array: zarr.Array, due) -> None:
+        """Make chunk writes outside the lock; buffered chunks count as in flight
+        (not on disk) until their write returns."""
+        ok = False
+        try:
+            for r0, r1, _, values in due:
+                array[r0:r1] = values
+            ok = True
+        finally:
+            with self._lock:
+                for _, _, index, _ in due:
+                    if index is None:
+                        continue
+                    key = (array.path, index)
+                    self._inflight[key] -= 1
+                    if not self._inflight[key]:
+                        del self._inflight[key]
+                    if not ok:  # never on disk: its units are never done
+                        self._failed.add(key)
+                self._settle()
+
+    def _put(
+        self, n_atoms: int, name: str, element: str | None, start, values, touched
+    ) -> None:
         array = self.array(n_atoms, name, element)
         if self.locked:
             array[start : start + len(values)] = values
             return
-        assembler = self._assemblers.get(array.path)
-        if assembler is None:
-            assembler = self._assemblers[array.path] = _ChunkAssembler(array)
-        for index in assembler.write(start, values):
-            self._touched.add((array.path, index))
+        with self._lock:
+            due, waiting = self._assembler(array).place(start, values)
+            touched.update((array.path, index) for index in waiting)
+            self._start_writes(array, due)
+        self._write_out(array, due)
+
+    def _start_writes(self, array: zarr.Array, due) -> None:
+        for _, _, index, _ in due:
+            if index is not None:
+                key = (array.path, index)
+                self._inflight[key] = self._inflight.get(key, 0) + 1
 
     def write_part(
         self, n_atoms: int, part: UnitPart, data: PartData, elements: tuple[str, ...]
-    ) -> None:
-        """Write one unit's share of one split at the positions the plan gave it."""
-        if not self.locked and self._group not in (None, n_atoms):
-            self.flush()
-        self._group = n_atoms
+    ) -> set[ChunkKey]:
+        """Write one unit's share of one split at the positions the plan gave it.
+        Returns the chunks that hold some of it in a buffer still."""
+        touched: set[ChunkKey] = set()
         c0 = part.conformation_offset
-        self._put(n_atoms, keys.ENERGY, None, c0, data.energy)
-        self._put(n_atoms, keys.SPECIES, None, c0, data.species)
-        self._put(n_atoms, keys.MOLECULE, None, c0, data.molecule)
-        self._put(n_atoms, keys.INDEX, None, c0, data.index)
-        split = np.full(part.count, part.split, dtype=np.int8)
-        self._put(n_atoms, keys.SPLIT, None, c0, split)
+        put = functools.partial(self._put, n_atoms, touched=touched)
+        put(keys.ENERGY, None, c0, data.energy)
+        put(keys.SPECIES, None, c0, data.species)
+        put(keys.MOLECULE, None, c0, data.molecule)
+        put(keys.INDEX, None, c0, data.index)
+        put(keys.SPLIT, None, c0, np.full(part.count, part.split, dtype=np.int8))
         for element, r0 in zip(elements, part.row_offsets, strict=True):
             rows = data.aev.get(element)
             if rows is None or len(rows) == 0:
                 continue
-            self._put(n_atoms, keys.AEV, element, r0, rows)
-            self._put(
-                n_atoms, keys.CONFORMATION, element, r0, data.conformation[element]
-            )
+            put(keys.AEV, element, r0, rows)
+            put(keys.CONFORMATION, element, r0, data.conformation[element])
+        return touched
 
-    def unit_written(self, uid: int, stats: dict[str, Any]) -> None:
-        """All of unit `uid` was given to `write_part`: mark it done now, or (when
-        some of it waits in a buffer) once that buffer is written."""
-        self._waiting.append((uid, stats, self._touched))
-        self._touched = set()
-        self._settle()
+    def unit_written(
+        self,
+        uid: int,
+        n_atoms: int,
+        stats: dict[str, Any],
+        touched: set[ChunkKey] = frozenset(),
+    ) -> None:
+        """All of unit `uid` went through `write_part` (`touched`: what those calls
+        returned): mark it done now, or once its buffered chunks are written. The
+        last expected unit of a group writes out the group's leftover pieces."""
+        with self._lock:
+            self._waiting.append((uid, stats, set(touched)))
+            left = self._expected.get(n_atoms)
+            if left is not None:
+                self._expected[n_atoms] = left - 1
+            self._settle()
+        if left == 1:
+            self.flush(keys.group_name(n_atoms) + "/")
 
-    def flush(self) -> None:
-        """Write every buffered piece; every unit given so far is then done."""
-        for assembler in self._assemblers.values():
-            assembler.flush()
-        self._settle()
+    def flush(self, prefix: str = "") -> None:
+        """Write every buffered piece of arrays whose path starts with `prefix`;
+        all units given so far are then done, unless others are still writing."""
+        with self._lock:
+            work = [
+                (a.array, a.take_open())
+                for path, a in self._assemblers.items()
+                if path.startswith(prefix)
+            ]
+            for array, due in work:
+                self._start_writes(array, due)
+        for array, due in work:
+            self._write_out(array, due)
+        with self._lock:
+            self._settle()
 
     def _settle(self) -> None:
-        still_open = {
-            (path, index)
-            for path, assembler in self._assemblers.items()
-            for index in assembler.open
-        }
+        """Mark done every waiting unit none of whose chunks is buffered or being
+        written (called under the lock)."""
+        busy = set(self._inflight) | self._failed
+        for path, assembler in self._assemblers.items():
+            busy.update((path, index) for index in assembler.open)
         waiting = []
         for uid, stats, touched in self._waiting:
-            if touched & still_open:
+            if touched & busy:
                 waiting.append((uid, stats, touched))
             else:
                 mark_done(self.path, uid, stats)

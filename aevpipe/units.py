@@ -6,6 +6,7 @@ Dask worker; the positions it writes to come from the plan.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
@@ -162,7 +163,7 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
     per_conformation = [
         0 if r is None else len(r) // unit.n_conformations for r in computed.rows
     ]
-    start = 0
+    start, touched = 0, set()
     for part in unit.parts:
         stop = start + part.count
         aev_rows, conf_rows = {}, {}
@@ -188,7 +189,7 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
             aev=aev_rows,
             conformation=conf_rows,
         )
-        writer.write_part(unit.n_atoms, part, data, elements)
+        touched |= writer.write_part(unit.n_atoms, part, data, elements)
         start = stop
     stats = {
         "conformations": unit.n_conformations,
@@ -199,8 +200,26 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
         },
         "aev_seconds": computed.seconds,
     }
-    writer.unit_written(unit.uid, stats)
+    writer.unit_written(unit.uid, unit.n_atoms, stats, touched)
     return stats
+
+
+def expect_writes(store: str, plan: str, units_per_group: dict[int, int]) -> None:
+    """Tell this process's in-process writer how many units of each atom-count
+    group the run will write (it writes a group's leftovers after the last)."""
+    _writer(store, plan, False).expect(units_per_group)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Torch's intra-op threads set to `n` (0: left alone) inside the block."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def flush_writes(store: str, plan: str) -> None:

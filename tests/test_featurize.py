@@ -172,7 +172,10 @@ def assert_same_store(a, b):
         np.testing.assert_array_equal(x[name], y[name], err_msg=name)
 
 
-def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_interrupted_run_is_refused_then_completed(
+    release_file, tmp_path, monkeypatch, threads
+):
     fresh = tmp_path / "fresh"
     featurize([str(release_file)], fresh, settings(), progress=False)
     out = tmp_path / "aev"
@@ -186,7 +189,7 @@ def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monke
 
     monkeypatch.setattr(stage, "write_unit", dying)
     with pytest.raises(KeyboardInterrupt):
-        featurize([str(release_file)], out, settings(), progress=False)
+        featurize([str(release_file)], out, settings(threads=threads), progress=False)
     with pytest.raises(StoreError, match="incomplete"):
         shards.ShardStore.open(out)
     monkeypatch.setattr(stage, "write_unit", real_write_unit)
@@ -195,9 +198,11 @@ def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monke
     assert_same_store(fresh, out)
 
 
-def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch, threads):
     """A hard kill loses the writer's buffers: only units wholly on disk count as
-    done, and the resumed store equals an uninterrupted one."""
+    done, and the resumed store equals an uninterrupted one (units written by one
+    thread, or by several in any order)."""
     from aevpipe import units
 
     fresh = tmp_path / "fresh"
@@ -206,7 +211,7 @@ def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch):
     real_write_unit, calls = stage.write_unit, []
 
     def dying(task, computed):
-        if len(calls) == 4:  # two units of H2O and two of NH3's three written
+        if len(calls) == 4:  # with one thread: two of H2O and two of NH3's three
             raise SystemExit("killed")
         calls.append(task.unit.uid)
         return real_write_unit(task, computed)
@@ -216,13 +221,45 @@ def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch):
         stage, "flush_writes", lambda *a: units._writer.cache_clear()
     )
     with pytest.raises(SystemExit):
-        featurize([str(release_file)], out, settings(), progress=False)
+        featurize([str(release_file)], out, settings(threads=threads), progress=False)
     done = shards.done_units(out)
     assert 0 < len(done) < 4
     monkeypatch.undo()
     resumed = featurize([str(release_file)], out, settings(), progress=False)
     assert resumed.units_skipped == len(done)
     assert_same_store(fresh, out)
+
+
+def test_unit_threads_write_the_same_store(release_file, tmp_path):
+    one, many = tmp_path / "one", tmp_path / "many"
+    featurize([str(release_file)], one, settings(threads=1), progress=False)
+    featurize([str(release_file)], many, settings(threads=4), progress=False)
+    assert_same_store(one, many)
+    check_against_torchani(many, torchani.AEVComputer.like_1x())
+
+
+def test_a_failed_chunk_write_leaves_its_units_undone(release_file, tmp_path):
+    """Units whose rows wait in a chunk that never reaches the disk stay undone."""
+    store = tmp_path / "aev"
+    featurize([str(release_file)], store, settings(), progress=False)
+    a = shards.ShardStore.open(store).layouts[0].n_atoms
+    (store / keys.PROGRESS_DIR).mkdir()
+    writer = shards.StoreWriter(store, locked=False)
+    array = writer.array(a, keys.ENERGY)
+    n = array.chunks[0]
+    touched = set()
+    writer._put(a, keys.ENERGY, None, 0, np.zeros(n - 1), touched)
+    writer.unit_written(900, a, {}, touched)
+    assert 900 not in shards.done_units(store)  # its chunk is still a buffer
+
+    def broken(*_, **__):
+        raise OSError("disk full")
+
+    array._chunk_setitem = broken
+    with pytest.raises(OSError, match="disk full"):  # the unit completing the chunk
+        writer._put(a, keys.ENERGY, None, n - 1, np.zeros(1), set())
+    writer.unit_written(901, a, {}, set())
+    assert sorted(shards.done_units(store)) == [901]
 
 
 def test_dask_executor_writes_the_same_store(release_file, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,19 @@ from tqdm import tqdm
 
 from aevpipe import keys, shards
 from aevpipe.aev import TORCHANI_VERSION, resolve_device
+from aevpipe.allocator import keep_freed_memory
 from aevpipe.ani1 import ANI1File, MoleculeInfo
 from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError
-from aevpipe.executors import make_executor, threads_per_worker
+from aevpipe.executors import cpu_cores, make_executor, threads_per_worker
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
 from aevpipe.units import (
     UnitTask,
     compute_unit,
+    expect_writes,
     flush_writes,
     species_indices,
+    torch_threads,
     write_unit,
 )
 
@@ -236,18 +240,32 @@ def featurize(
     return summary
 
 
+def unit_threads(settings: FeaturizeSettings, on_gpu: bool) -> int:
+    """In-process unit threads: as set, else one per core (at most 4) on the CPU,
+    where each thread's torch runs on its share of the cores; one on a GPU."""
+    if settings.threads:
+        return settings.threads
+    return 1 if on_gpu else min(4, cpu_cores())
+
+
 def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progress):
     if not units:
         return
     codes = molecule_splits(settings.split, len(molecules))
     on_gpu = resolve_device(settings.device).type == "cuda"
-    executor = make_executor(workers, scheduler, overlap=on_gpu)
+    threads = unit_threads(settings, on_gpu)
+    executor = make_executor(
+        workers, scheduler, overlap=on_gpu and threads == 1, threads=threads
+    )
+    keep_freed_memory()  # before unit threads start: see aevpipe.allocator
+    store, plan = str(out.resolve()), attrs[keys.ATTR_PLAN]
+    # Torch threads per unit: set in each Dask worker, here for the whole run.
+    per_unit = threads_per_worker(executor.workers)
     try:
-        threads = threads_per_worker(executor.workers) if executor.concurrent else 0
         tasks = [
             UnitTask(
-                store=str(out.resolve()),
-                plan=attrs[keys.ATTR_PLAN],
+                store=store,
+                plan=plan,
                 unit=u,
                 file=molecules[u.molecule].file,
                 group=molecules[u.molecule].group,
@@ -257,23 +275,28 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
                 n_conformations_of_molecule=molecules[u.molecule].n_conformations,
                 device=settings.device,
                 locked=executor.concurrent,
-                threads=threads,
+                threads=per_unit if executor.concurrent else 0,
             )
-            # In group order: the writer then holds one group's partial chunks.
+            # In group order: the writer then holds few groups' partial chunks.
             for u in sorted(units, key=lambda u: (u.n_atoms, u.uid))
         ]
+        if not executor.concurrent:
+            expect_writes(store, plan, dict(Counter(u.n_atoms for u in units)))
         total = sum(u.n_conformations for u in units)
-        with tqdm(
-            total=total,
-            unit="conf",
-            unit_scale=True,
-            disable=not progress,
-            desc="featurize",
-            dynamic_ncols=True,
-        ) as bar:
+        with (
+            torch_threads(0 if executor.concurrent else per_unit),
+            tqdm(
+                total=total,
+                unit="conf",
+                unit_scale=True,
+                disable=not progress,
+                desc="featurize",
+                dynamic_ncols=True,
+            ) as bar,
+        ):
             for stats in executor.map_unordered(compute_unit, tasks, write_unit):
                 bar.update(stats["conformations"])
     finally:
         executor.close()
         if not executor.concurrent:  # also on Ctrl-C: what was computed is kept
-            flush_writes(str(out.resolve()), attrs[keys.ATTR_PLAN])
+            flush_writes(store, plan)
