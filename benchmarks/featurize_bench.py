@@ -6,8 +6,13 @@ and MB/s written, next to TorchANI's AEVComputer alone on the same conformations
 already in memory, output thrown away. The AEVComputer-alone baseline is measured in
 several configurations and the fastest is the one compared against: glibc's default
 allocator and aevpipe's allocator setting (aevpipe.allocator), at 2,048, 4,096 and
-8,192 atoms per call. Each configuration runs in its own process (so its peak memory
-is its own), `--repeats` times; the median time counts.
+8,192 atoms per call, one calling loop with torch's default threads. Featurize runs
+with its default threads and, for comparison, with one unit thread.
+
+Each configuration runs in its own process (so its peak memory is its own),
+`--repeats` times, median time. This machine's speed drifts by up to 1.5x over
+minutes (other tenants), so configurations are run in `--rounds` interleaved rounds
+and each ratio is taken within a round; the median over rounds is reported.
 
     python -m benchmarks.featurize_bench ../shared/data/ani_gdb_s01.h5 --factor 10
 """
@@ -32,7 +37,9 @@ BASELINES = [
 ]
 
 
-def child_featurize(src: str, out: str, device: str, repeats: str) -> dict:
+def child_featurize(
+    src: str, out: str, device: str, threads: str, repeats: str
+) -> dict:
     from aevpipe.config import FeaturizeSettings
     from aevpipe.stages.featurize import featurize
 
@@ -42,7 +49,7 @@ def child_featurize(src: str, out: str, device: str, repeats: str) -> dict:
         s = featurize(
             [src],
             Path(out),
-            FeaturizeSettings(device=device),
+            FeaturizeSettings(device=device, threads=int(threads)),
             overwrite=True,
             progress=False,
         )
@@ -109,12 +116,28 @@ def child_aev_alone(
     }
 
 
+def _median_rows(rounds: list[dict]) -> dict:
+    """Per configuration: the median over rounds of each round's median time."""
+    out = {}
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds]
+        seconds = statistics.median(r["seconds"] for r in runs)
+        out[name] = {
+            **runs[0],
+            "seconds": seconds,
+            "round_seconds": [r["seconds"] for r in runs],
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("src", nargs="?", default="../shared/data/ani_gdb_s01.h5")
     ap.add_argument("--factor", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -128,49 +151,87 @@ def main() -> None:
     rows = []
     me = ["-m", "benchmarks.featurize_bench", "--child"]
     reps = str(args.repeats)
+    plain = "default malloc, 8192 atoms"
     with tempfile.TemporaryDirectory() as tmp:
         big = replicate(Path(args.src), Path(tmp) / f"x{args.factor}.h5", args.factor)
         for label, src in (("s01", args.src), (f"s01 x{args.factor}", str(big))):
-            baselines = {
-                f"{malloc} malloc, {atoms} atoms": run_child(
-                    [*me, "aev", src, args.device, malloc, str(atoms), reps]
+            rounds, ratios, ratios_plain, ratios_one = [], [], [], []
+            for _ in range(args.rounds):
+                runs = {
+                    f"{malloc} malloc, {atoms} atoms": run_child(
+                        [*me, "aev", src, args.device, malloc, str(atoms), reps]
+                    )
+                    for malloc, atoms in BASELINES
+                }
+                store = f"{tmp}/store"
+                runs["featurize"] = run_child(
+                    [*me, "featurize", src, store, args.device, "0", reps]
                 )
-                for malloc, atoms in BASELINES
+                runs["featurize, 1 thread"] = run_child(
+                    [*me, "featurize", src, store, args.device, "1", reps]
+                )
+                rounds.append(runs)
+                rate = {k: v["conformations"] / v["seconds"] for k, v in runs.items()}
+                best = max((k for k in runs if "malloc" in k), key=rate.get)
+                ratios.append(rate["featurize"] / rate[best])
+                ratios_plain.append(rate["featurize"] / rate[plain])
+                ratios_one.append(rate["featurize, 1 thread"] / rate[best])
+            runs = _median_rows(rounds)
+            feat = runs["featurize"]
+            rate = {
+                k: v["conformations"] / v["seconds"]
+                for k, v in runs.items()
+                if "malloc" in k
             }
-            feat = run_child([*me, "featurize", src, f"{tmp}/store", args.device, reps])
-            rate = {k: v["conformations"] / v["seconds"] for k, v in baselines.items()}
             best = max(rate, key=rate.get)
-            plain = "default malloc, 8192 atoms"
             row = {
                 "data": label,
                 "conformations": feat["conformations"],
                 "featurize_seconds": feat["seconds"],
-                "featurize_all_seconds": feat["all_seconds"],
+                "featurize_round_seconds": feat["round_seconds"],
                 "featurize_conf_per_s": feat["conformations"] / feat["seconds"],
                 "featurize_atoms_per_s": feat["atoms"] / feat["seconds"],
                 "featurize_mb_per_s": feat["bytes"] / 1e6 / feat["seconds"],
                 "featurize_peak_rss_mib": feat["peak_rss_mib"],
+                "featurize_1_thread_conf_per_s": feat["conformations"]
+                / runs["featurize, 1 thread"]["seconds"],
+                "featurize_1_thread_peak_rss_mib": runs["featurize, 1 thread"][
+                    "peak_rss_mib"
+                ],
                 "aev_alone_conf_per_s": rate,
+                "aev_alone_round_seconds": {
+                    k: v["round_seconds"] for k, v in runs.items() if "malloc" in k
+                },
                 "aev_alone_best": best,
-                "aev_alone_peak_rss_mib": baselines[best]["peak_rss_mib"],
+                "aev_alone_peak_rss_mib": runs[best]["peak_rss_mib"],
+                "ratio_to_best": statistics.median(ratios),
+                "ratio_to_best_rounds": ratios,
+                "ratio_to_plain": statistics.median(ratios_plain),
+                "ratio_to_plain_rounds": ratios_plain,
+                "ratio_1_thread_to_best": statistics.median(ratios_one),
             }
-            row["ratio_to_best"] = row["featurize_conf_per_s"] / rate[best]
-            row["ratio_to_plain"] = row["featurize_conf_per_s"] / rate[plain]
             rows.append(row)
-    print(f"machine: {machine()}; device {args.device}; median of {args.repeats}")
+    print(
+        f"machine: {machine()}; device {args.device}; median of {args.repeats} "
+        f"repeats, median over {args.rounds} interleaved rounds"
+    )
     for r in rows:
         print(
             f"{r['data']}: {r['conformations']:,d} conformations; featurize "
             f"{r['featurize_conf_per_s']:,.0f} conf/s, "
             f"{r['featurize_atoms_per_s']:,.0f} atoms/s, "
             f"{r['featurize_mb_per_s']:.1f} MB/s written, "
-            f"peak {r['featurize_peak_rss_mib']:.0f} MiB"
+            f"peak {r['featurize_peak_rss_mib']:.0f} MiB; with 1 unit thread "
+            f"{r['featurize_1_thread_conf_per_s']:,.0f} conf/s, "
+            f"peak {r['featurize_1_thread_peak_rss_mib']:.0f} MiB"
         )
         for name, value in r["aev_alone_conf_per_s"].items():
             mark = "  <- best" if name == r["aev_alone_best"] else ""
             print(f"    AEVComputer alone, {name:28s} {value:10,.0f} conf/s{mark}")
+        rounds = ", ".join(f"{x:.2f}" for x in r["ratio_to_best_rounds"])
         print(
-            f"    ratio featurize / best AEVComputer alone {r['ratio_to_best']:.2f}; "
+            f"    ratio featurize / best AEVComputer alone {r['ratio_to_best']:.2f} "
+            f"(rounds {rounds}); 1 unit thread {r['ratio_1_thread_to_best']:.2f}; "
             f"/ default malloc at 8192 atoms {r['ratio_to_plain']:.2f}"
         )
     write_json(args.json, {"machine": machine(), "device": args.device, "rows": rows})
