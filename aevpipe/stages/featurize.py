@@ -294,8 +294,12 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
                 dynamic_ncols=True,
             ) as bar,
         ):
-            for stats in executor.map_unordered(compute_unit, tasks, write_unit):
-                bar.update(stats["conformations"])
+            results = executor.map_unordered(compute_unit, tasks, write_unit)
+            try:
+                for stats in results:
+                    bar.update(stats["conformations"])
+            finally:
+                results.close()  # waits for units still running in threads
     finally:
         executor.close()
         if not executor.concurrent:  # also on Ctrl-C: what was computed is kept
