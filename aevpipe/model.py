@@ -23,7 +23,8 @@ def rows_by_element(
     """Dense per-element row blocks of `aevs` (n, A, L), and each row's conformation,
     from `species` (n, A) element indices; rows in (conformation, atom) order.
 
-    For the CPU side (featurize, inference): `nonzero` waits for the device.
+    For the CPU side (inference; featurize builds its rows with
+    aev.compute_element_rows): `nonzero` waits for the device.
     """
     rows, conf = {}, {}
     for e, element in enumerate(elements):

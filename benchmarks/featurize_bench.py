@@ -116,6 +116,12 @@ def child_aev_alone(
     }
 
 
+def _rates(runs: dict) -> tuple[dict[str, float], str]:
+    """Conformations/s of every configuration, and the fastest AEVComputer alone."""
+    rate = {k: v["conformations"] / v["seconds"] for k, v in runs.items()}
+    return rate, max((k for k in runs if "malloc" in k), key=rate.get)
+
+
 def _median_rows(rounds: list[dict]) -> dict:
     """Per configuration: the median over rounds of each round's median time."""
     out = {}
@@ -171,19 +177,14 @@ def main() -> None:
                     [*me, "featurize", src, store, args.device, "1", reps]
                 )
                 rounds.append(runs)
-                rate = {k: v["conformations"] / v["seconds"] for k, v in runs.items()}
-                best = max((k for k in runs if "malloc" in k), key=rate.get)
+                rate, best = _rates(runs)
                 ratios.append(rate["featurize"] / rate[best])
                 ratios_plain.append(rate["featurize"] / rate[plain])
                 ratios_one.append(rate["featurize, 1 thread"] / rate[best])
             runs = _median_rows(rounds)
             feat = runs["featurize"]
-            rate = {
-                k: v["conformations"] / v["seconds"]
-                for k, v in runs.items()
-                if "malloc" in k
-            }
-            best = max(rate, key=rate.get)
+            rate, best = _rates(runs)
+            rate = {k: v for k, v in rate.items() if "malloc" in k}
             row = {
                 "data": label,
                 "conformations": feat["conformations"],
