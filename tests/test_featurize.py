@@ -182,7 +182,7 @@ def test_interrupted_run_is_refused_then_completed(
     real_write_unit, calls = stage.write_unit, []
 
     def dying(task, computed):
-        if len(calls) == 3:
+        if len(calls) >= 3:  # ">=": threads may pass the check together
             raise KeyboardInterrupt("killed")
         calls.append(task.unit.uid)
         return real_write_unit(task, computed)
@@ -211,7 +211,7 @@ def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch, t
     real_write_unit, calls = stage.write_unit, []
 
     def dying(task, computed):
-        if len(calls) == 4:  # with one thread: two of H2O and two of NH3's three
+        if len(calls) >= 4:  # one thread: two of H2O and two of NH3's three
             raise SystemExit("killed")
         calls.append(task.unit.uid)
         return real_write_unit(task, computed)
@@ -223,7 +223,9 @@ def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch, t
     with pytest.raises(SystemExit):
         featurize([str(release_file)], out, settings(threads=threads), progress=False)
     done = shards.done_units(out)
-    assert 0 < len(done) < 4
+    assert len(done) < 4
+    if threads == 1:  # several threads may not have completed a chunk before the kill
+        assert done
     monkeypatch.undo()
     resumed = featurize([str(release_file)], out, settings(), progress=False)
     assert resumed.units_skipped == len(done)
