@@ -240,6 +240,33 @@ def test_unit_threads_write_the_same_store(release_file, tmp_path):
     check_against_torchani(many, torchani.AEVComputer.like_1x())
 
 
+def test_block_atoms_cuts_units_not_the_store(release_file, tmp_path):
+    """`block_atoms` sizes the work units (100 atoms: 20 of CH4's 120 conformations
+    a unit), and the store holds the same conformations in the same places."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    big = featurize(
+        [str(release_file)], whole, settings(block_size=None), progress=False
+    )
+    small = featurize(
+        [str(release_file)],
+        cut,
+        settings(block_size=None, block_atoms=100),
+        progress=False,
+    )
+    assert big.units_run == 4  # one per molecule
+    # CH4 120 / 20, NH3 90 / 25, H2O 60 / 33, CH3OH 75 / 16, rounded up
+    assert small.units_run == 6 + 4 + 2 + 5
+    # AEVs to TorchANI's float32 rounding, which differs with its batch of
+    # conformations; everything else exactly.
+    x, y = _arrays(whole), _arrays(cut)
+    assert x.keys() == y.keys()
+    for name in x:
+        if name.endswith("/" + keys.AEV):
+            np.testing.assert_allclose(x[name], y[name], rtol=1e-5, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+
+
 def test_a_failed_chunk_write_leaves_its_units_undone(release_file, tmp_path):
     """Units whose rows wait in a chunk that never reaches the disk stay undone."""
     store = tmp_path / "aev"

@@ -177,7 +177,10 @@ def featurize(
     molecules, skipped = scan_inputs(files, settings)
     elements = settings.aev.elements
     plan = make_plan(
-        [_shape(m, elements) for m in molecules], settings.block_size, settings.split
+        [_shape(m, elements) for m in molecules],
+        settings.block_size,
+        settings.split,
+        settings.block_atoms,
     )
     sources = []
     for f in dict.fromkeys(m.file for m in molecules):
