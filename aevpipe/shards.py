@@ -72,7 +72,10 @@ def create(
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
-    root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="w")
+    # Zarr writes the metadata into memory, then it goes to disk in one pass
+    # (Zarr's own checks on a directory cost a file-system call each).
+    memory = zarr.MemoryStore()
+    root = zarr.open_group(memory, mode="w")
     root.attrs.put({**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)})
     for layout in plan.groups:
         a, c = layout.n_atoms, layout.n_conformations
@@ -102,6 +105,10 @@ def create(
                 dtype="i4",
                 **opts,
             )
+    for key, value in memory.items():
+        target = path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(value)
     (path / keys.PROGRESS_DIR).mkdir()
 
 
@@ -115,6 +122,15 @@ class PartData:
     index: np.ndarray  # (n,) int32
     aev: dict[str, np.ndarray]  # element -> (rows, L) float32
     conformation: dict[str, np.ndarray]  # element -> (rows,) int32, group positions
+
+
+@dataclass
+class _OpenChunk:
+    """A chunk being assembled: its buffer, the row ranges placed, their total."""
+
+    buffer: np.ndarray
+    pieces: list[tuple[int, int]]
+    filled: int = 0
 
 
 class _ChunkAssembler:
@@ -131,7 +147,7 @@ class _ChunkAssembler:
     def __init__(self, array: zarr.Array):
         self.array = array
         self.chunk = array.chunks[0]
-        self.open: dict[int, tuple[np.ndarray, list[tuple[int, int]]]] = {}
+        self.open: dict[int, _OpenChunk] = {}
 
     def place(
         self, start: int, values: np.ndarray
@@ -149,14 +165,15 @@ class _ChunkAssembler:
             if pos == c0 and hi == c1 and index not in self.open:
                 due.append((c0, c1, None, piece))
             else:
-                if index not in self.open:
+                chunk = self.open.get(index)
+                if chunk is None:
                     buffer = np.empty((c1 - c0,) + values.shape[1:], self.array.dtype)
-                    self.open[index] = (buffer, [])
-                buffer, pieces = self.open[index]
-                buffer[pos - c0 : hi - c0] = piece
-                pieces.append((pos, hi))
-                if sum(b - a for a, b in pieces) == c1 - c0:
-                    due.append((c0, c1, index, buffer))
+                    chunk = self.open[index] = _OpenChunk(buffer, [])
+                chunk.buffer[pos - c0 : hi - c0] = piece
+                chunk.pieces.append((pos, hi))
+                chunk.filled += hi - pos
+                if chunk.filled == c1 - c0:
+                    due.append((c0, c1, index, chunk.buffer))
                     del self.open[index]
                 else:
                     waiting.append(index)
@@ -167,10 +184,10 @@ class _ChunkAssembler:
         """Every buffered piece, as writes (Zarr merges them with what is on disk:
         a resumed run), leaving no buffer."""
         due = []
-        for index, (buffer, pieces) in sorted(self.open.items()):
+        for index, chunk in sorted(self.open.items()):
             c0 = index * self.chunk
-            for a, b in _merge(pieces):
-                due.append((a, b, index, buffer[a - c0 : b - c0]))
+            for a, b in _merge(chunk.pieces):
+                due.append((a, b, index, chunk.buffer[a - c0 : b - c0]))
         self.open.clear()
         return due
 
@@ -260,7 +277,8 @@ class StoreWriter:
                         del self._inflight[key]
                     if not ok:  # never on disk: its units are never done
                         self._failed.add(key)
-                self._settle()
+                done = self._settle()
+            self._mark_done(done)
 
     def _put(
         self, n_atoms: int, name: str, element: str | None, start, values, touched
@@ -317,7 +335,8 @@ class StoreWriter:
             left = self._expected.get(n_atoms)
             if left is not None:
                 self._expected[n_atoms] = left - 1
-            self._settle()
+            done = self._settle()
+        self._mark_done(done)
         if left == 1:
             self.flush(keys.group_name(n_atoms) + "/")
 
@@ -335,21 +354,33 @@ class StoreWriter:
         for array, due in work:
             self._write_out(array, due)
         with self._lock:
-            self._settle()
+            done = self._settle()
+        self._mark_done(done)
 
-    def _settle(self) -> None:
-        """Mark done every waiting unit none of whose chunks is buffered or being
-        written (called under the lock)."""
-        busy = set(self._inflight) | self._failed
-        for path, assembler in self._assemblers.items():
-            busy.update((path, index) for index in assembler.open)
-        waiting = []
+    def _busy(self, key: ChunkKey) -> bool:
+        """Whether a chunk is not on disk yet: buffered, being written, or failed."""
+        assembler = self._assemblers.get(key[0])
+        return (
+            key in self._inflight
+            or key in self._failed
+            or (assembler is not None and key[1] in assembler.open)
+        )
+
+    def _settle(self) -> list[tuple[int, dict[str, Any]]]:
+        """Take the waiting units none of whose chunks is busy: they are on disk
+        (called under the lock; the caller marks them done outside it)."""
+        done, waiting = [], []
         for uid, stats, touched in self._waiting:
-            if touched & busy:
+            if any(self._busy(key) for key in touched):
                 waiting.append((uid, stats, touched))
             else:
-                mark_done(self.path, uid, stats)
+                done.append((uid, stats))
         self._waiting = waiting
+        return done
+
+    def _mark_done(self, done: list[tuple[int, dict[str, Any]]]) -> None:
+        for uid, stats in done:
+            mark_done(self.path, uid, stats)
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:

@@ -65,6 +65,17 @@ def worker_device(device: str) -> str:
     return f"cuda:{name % torch.cuda.device_count()}"
 
 
+@functools.lru_cache(maxsize=8)
+def _molecule_splits(
+    split: SplitSettings, molecule: int, n_conformations: int, code: int | None
+) -> np.ndarray:
+    """A molecule's split codes, kept for its next units (a unit needs only its
+    slice, but the whole molecule's permutation makes it)."""
+    codes = conformation_splits(split, molecule, n_conformations, code)
+    codes.flags.writeable = False
+    return codes
+
+
 @functools.lru_cache(maxsize=2)
 def _writer(store: str, plan: str, locked: bool) -> StoreWriter:
     return StoreWriter(Path(store), locked)
@@ -132,7 +143,7 @@ def compute_unit(task: UnitTask) -> ComputedUnit:
     unit = task.unit
     block = _reader(task.file).read(task.group, unit.start, unit.stop)
     species = species_indices(block.symbols, task.aev.elements, task.file, task.group)
-    codes = conformation_splits(
+    codes = _molecule_splits(
         task.split, unit.molecule, task.n_conformations_of_molecule, task.molecule_code
     )[unit.start : unit.stop]
     order = np.argsort(codes, kind="stable")  # split order, source order within
