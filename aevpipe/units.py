@@ -101,6 +101,11 @@ def species_indices(
 ) -> np.ndarray:
     """Symbols (n, A) as int8 indices into `elements`; InputError for others,
     naming the first offending row's position when `positions` (n,) is given."""
+    if symbols.ndim == 2 and len(symbols) > 1 and symbols.strides[0] == 0:
+        # One atom order broadcast to every conformation (the release layout).
+        where = None if positions is None else positions[:1]
+        first = species_indices(symbols[:1], elements, file, group, where)
+        return np.repeat(first, len(symbols), axis=0)
     lookup = {e: i for i, e in enumerate(elements)}
     unknown = sorted(str(u) for u in set(np.unique(symbols)) - set(lookup))
     if unknown:

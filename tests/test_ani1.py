@@ -100,3 +100,25 @@ def test_file_errors(tmp_path):
     h5py.File(empty, "w").close()
     with pytest.raises(InputError, match="no molecule groups"):
         ANI1File(empty).molecules()
+
+
+def test_species_indices_of_broadcast_and_full_rows_agree():
+    from aevpipe.units import species_indices
+
+    elements = ("H", "C", "N", "O")
+    row = np.array(["C", "H", "O", "H"])
+    full = np.array([row, row[::-1], row])
+    broadcast = np.broadcast_to(row, (3, 4))
+    np.testing.assert_array_equal(
+        species_indices(broadcast, elements, "f", "g"),
+        species_indices(np.ascontiguousarray(broadcast), elements, "f", "g"),
+    )
+    assert species_indices(full, elements, "f", "g")[1].tolist() == [0, 3, 0, 1]
+    with pytest.raises(InputError, match="f:g 7: .*'X'"):
+        species_indices(
+            np.broadcast_to(np.array(["C", "X"]), (2, 2)),
+            elements,
+            "f",
+            "g",
+            np.array([7, 8]),
+        )
