@@ -105,11 +105,12 @@ def create(
                 dtype="i4",
                 **opts,
             )
-    for key, value in memory.items():
+    (path / keys.PROGRESS_DIR).mkdir(parents=True)
+    # The root's own metadata last: a folder that has it has every array.
+    for key in sorted(memory, key=lambda k: "/" not in k):
         target = path / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(value)
-    (path / keys.PROGRESS_DIR).mkdir()
+        target.write_bytes(memory[key])
 
 
 @dataclass

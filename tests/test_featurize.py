@@ -156,6 +156,34 @@ def test_rerun_does_nothing_and_overwrite_redoes(release_file, tmp_path):
     assert redo.status == "written" and redo.units_run == first.units_run
 
 
+def test_a_store_cut_off_while_being_created_is_refused(
+    release_file, tmp_path, monkeypatch
+):
+    """Killed while writing the store's metadata: the root's comes last, so the
+    folder is not taken for a store to resume; --overwrite starts it again."""
+    out, written = tmp_path / "aev", []
+
+    def dying(self, data):
+        if self.name == ".zgroup" and self.parent == out:
+            raise KeyboardInterrupt("killed")
+        written.append(self)
+        return real(self, data)
+
+    real = shards.Path.write_bytes
+    monkeypatch.setattr(shards.Path, "write_bytes", dying)
+    with pytest.raises(KeyboardInterrupt):
+        featurize([str(release_file)], out, settings(), progress=False)
+    monkeypatch.undo()
+    assert any(p.name == ".zarray" for p in written)
+    with pytest.raises(StoreError, match="not an aevpipe store.*--overwrite"):
+        featurize([str(release_file)], out, settings(), progress=False)
+    redo = featurize(
+        [str(release_file)], out, settings(), overwrite=True, progress=False
+    )
+    assert redo.status == "written"
+    shards.ShardStore.open(out)
+
+
 def _arrays(path):
     store = shards.ShardStore.open(path)
     out = {}
