@@ -12,6 +12,7 @@ os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 
 import torch  # noqa: E402
 import torchani  # noqa: E402
+from torchani.neighbors import discard_outside_cutoff, neighbors_to_triples  # noqa: E402
 
 from aevpipe.config import AEVParams  # noqa: E402
 from aevpipe.errors import AevpipeError  # noqa: E402
@@ -50,10 +51,24 @@ def build_aev_computer(params: AEVParams, device: torch.device) -> torchani.AEVC
     return computer.to(device)
 
 
-# Atoms per AEVComputer call: with aevpipe.allocator's setting TorchANI's CPU path
-# ran fastest at this size of 2,048 / 4,096 / 8,192 on s01 x10 (benchmarks/RESULTS.md),
-# and memory stays small.
-BATCH_ATOMS = 4096
+# Conformations per AEVComputer call: about BATCH_ATOMS atoms, and at most about
+# BATCH_PAIRS atom pairs, whose intermediates dominate memory for larger molecules.
+# Each call costs a fixed ~100 Python-dispatched ops, so on the CPU small molecules
+# run fastest in large calls: on s01 x10, 16,384 atoms ran TorchANI's CPU path at
+# 1.25x the speed of 8,192 with two torch threads, and featurize's unit threads
+# (one torch thread each) contend less for the GIL (benchmarks/RESULTS.md). The pair
+# cap keeps a 26-atom molecule at ~150 conformations (~4,000 atoms, ~530 MiB peak),
+# where calls are long enough already.
+BATCH_ATOMS = 16384
+BATCH_PAIRS = 50_000
+
+
+def batch_conformations(
+    n_atoms: int, batch_atoms: int = BATCH_ATOMS, batch_pairs: int = BATCH_PAIRS
+) -> int:
+    """Conformations of `n_atoms` atoms per AEVComputer call."""
+    pairs = n_atoms * (n_atoms - 1) // 2
+    return max(1, min(batch_atoms // max(1, n_atoms), batch_pairs // max(1, pairs)))
 
 
 @torch.no_grad()
@@ -71,12 +86,71 @@ def compute_aevs(
     device = computer.radial.shifts.device
     n, a = species.shape
     out = torch.empty((n, a, computer.out_dim), dtype=torch.float32)
-    step = max(1, batch_atoms // max(1, a))
+    step = batch_conformations(a, batch_atoms)
     for i in range(0, n, step):
         s = species[i : i + step].to(device, torch.long)
         c = coordinates[i : i + step].to(device, torch.float32)
         out[i : i + step] = computer(s, c).cpu()
     return out
+
+
+def _uses_torchani_pyaev_parts(computer: torchani.AEVComputer) -> bool:
+    """Whether `aev_parts` can run TorchANI's pure-PyTorch path in its two halves."""
+    return getattr(computer, "_strategy", None) == "pyaev" and all(
+        hasattr(computer, name)
+        for name in (
+            "neighborlist",
+            "radial",
+            "angular",
+            "_collect_radial",
+            "_collect_angular",
+        )
+    )
+
+
+def aev_parts(
+    computer: torchani.AEVComputer, species: torch.Tensor, coordinates: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The radial (n, A, R) and angular (n, A, L - R) halves of the AEVs that
+    `computer(species, coordinates)` returns, in that order.
+
+    On TorchANI's pure-PyTorch path these are the very tensors its forward computes
+    and then concatenates (TorchANI 2.9's `_pyaev_compute_from_neighbors`, step by
+    step): skipping the concatenation saves a copy of every AEV, which callers make
+    anyway into their own layout. Other strategies (cuAEV) run the forward and
+    return views of its output. The values are bit for bit the forward's (test).
+    """
+    if not _uses_torchani_pyaev_parts(computer):
+        aevs = computer(species, coordinates)
+        return aevs[..., : computer.radial_len], aevs[..., computer.radial_len :]
+    neighbors = computer.neighborlist(
+        computer.radial.cutoff, species, coordinates, None, None
+    )
+    terms = computer.radial(neighbors.distances)
+    radial = computer._collect_radial(species, neighbors.indices, terms)
+    neighbors = discard_outside_cutoff(neighbors, computer.angular.cutoff)
+    triples = neighbors_to_triples(neighbors)
+    terms = computer.angular(triples.distances, triples.diff_vectors)
+    angular = computer._collect_angular(
+        species,
+        neighbors.indices,
+        triples.central_idxs,
+        triples.side_idxs,
+        triples.diff_signs,
+        terms,
+    )
+    return radial, angular
+
+
+def _runs(positions: torch.Tensor) -> list[tuple[int, int]]:
+    """Sorted atom positions as [start, stop) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for p in positions.tolist():
+        if runs and runs[-1][1] == p:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
 
 
 @torch.no_grad()
@@ -93,8 +167,8 @@ def compute_element_rows(
     hold the same number k_e of atoms of each element e (one molecule; atom order
     may differ). Returns, per element, (n * k_e, L) float32 rows on the CPU ordered
     by conformation then atom (None where k_e = 0), so the rows of conformations
-    [i, j) are rows [i * k_e, j * k_e). Each batch's AEVs are copied once, straight
-    into these rows: no (n, A, L) array is ever built.
+    [i, j) are rows [i * k_e, j * k_e). Each batch's radial and angular halves are
+    copied once, straight into these rows: no (n, A, L) array is ever built.
     """
     device = computer.radial.shifts.device
     n, a = species.shape
@@ -102,24 +176,36 @@ def compute_element_rows(
     for e, k in enumerate(counts):
         if not bool(((species == e).sum(1) == k).all()):
             raise ValueError("conformations of one molecule differ in composition")
-    # One atom order for every conformation (the release layout): a fixed gather.
+    # One atom order for every conformation (the release layout): each element's
+    # atoms are a few runs of positions, copied as slices.
     fixed = bool((species == species[:1]).all())
-    positions = [torch.nonzero(species[0] == e)[:, 0] for e in range(n_elements)]
-    length = computer.out_dim
+    runs = [_runs(torch.nonzero(species[0] == e)[:, 0]) for e in range(n_elements)]
+    length, split = computer.out_dim, computer.radial_len
     out = [torch.empty((n * k, length)) if k else None for k in counts]
-    step = max(1, batch_atoms // max(1, a))
+    step = batch_conformations(a, batch_atoms)
     for i in range(0, n, step):
         j = min(n, i + step)
         s = species[i:j]
-        aevs = computer(
-            s.to(device, torch.long), coordinates[i:j].to(device, torch.float32)
-        ).cpu()
+        halves = aev_parts(
+            computer,
+            s.to(device, torch.long),
+            coordinates[i:j].to(device, torch.float32),
+        )
+        radial, angular = (h.cpu() for h in halves)
         for e, k in enumerate(counts):
             if not k:
                 continue
             rows = out[e][i * k : j * k]
             if fixed:
-                torch.index_select(aevs, 1, positions[e], out=rows.view(j - i, k, -1))
+                rows = rows.view(j - i, k, length)
+                q = 0
+                for p0, p1 in runs[e]:
+                    q1 = q + p1 - p0
+                    rows[:, q:q1, :split].copy_(radial[:, p0:p1])
+                    rows[:, q:q1, split:].copy_(angular[:, p0:p1])
+                    q = q1
             else:
-                rows.copy_(aevs[s == e])
+                mask = s == e
+                rows[:, :split].copy_(radial[mask])
+                rows[:, split:].copy_(angular[mask])
     return out
