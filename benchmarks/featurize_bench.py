@@ -5,8 +5,8 @@ For the s01 file and a file N times larger made from it: the whole `featurize`
 and MB/s written, next to TorchANI's AEVComputer alone on the same conformations, data
 already in memory, output thrown away. The AEVComputer-alone baseline is measured in
 several configurations and the fastest is the one compared against: glibc's default
-allocator and aevpipe's allocator setting (aevpipe.allocator), at 2,048, 4,096 and
-8,192 atoms per call, one calling loop with torch's default threads. Featurize runs
+allocator and aevpipe's allocator setting (aevpipe.allocator), from 4,096 to 32,768
+atoms per call, one calling loop with torch's default threads. Featurize runs
 with its default threads and, for comparison, with one unit thread.
 
 Each configuration runs in its own process (so its peak memory is its own),
@@ -29,11 +29,13 @@ from pathlib import Path
 from benchmarks.common import machine, peak_rss_mib, replicate, run_child, write_json
 
 BASELINES = [
-    ("default", 2048),
     ("default", 4096),
     ("default", 8192),
+    ("default", 16384),
     ("aevpipe", 4096),
     ("aevpipe", 8192),
+    ("aevpipe", 16384),
+    ("aevpipe", 32768),
 ]
 
 
