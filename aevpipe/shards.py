@@ -207,6 +207,22 @@ def _merge(pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
 ChunkKey = tuple[str, int]  # (array path, chunk index)
 
 
+class _ChecksummingStore(zarr.DirectoryStore):
+    """A directory store that keeps the CRC-32 and size of every chunk file it
+    writes, so the manifest need not read them back. Computed in the writing thread,
+    beside the encoding, while the bytes are in cache."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.chunks: dict[str, tuple[int, int]] = {}  # file key -> (crc, size)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if not key.rsplit("/", 1)[-1].startswith(".z"):
+            data = memoryview(value).cast("B")
+            self.chunks[key] = (zlib.crc32(data), data.nbytes)
+
+
 class StoreWriter:
     """An open store for writing, with its array handles kept (no metadata reloads).
 
@@ -230,9 +246,8 @@ class StoreWriter:
             if locked
             else None
         )
-        self.root = zarr.open_group(
-            zarr.DirectoryStore(str(path)), mode="r+", synchronizer=sync
-        )
+        self.store = _ChecksummingStore(str(path))
+        self.root = zarr.open_group(self.store, mode="r+", synchronizer=sync)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array] = {}
         self._assemblers: dict[str, _ChunkAssembler] = {}
@@ -358,6 +373,11 @@ class StoreWriter:
             done = self._settle()
         self._mark_done(done)
 
+    def chunk_checksums(self) -> dict[str, tuple[int, int]]:
+        """CRC-32 and size of every chunk file this writer wrote, by file key (for
+        `finish`; other writers' files it reads back)."""
+        return dict(self.store.chunks)
+
     def _busy(self, key: ChunkKey) -> bool:
         """Whether a chunk is not on disk yet: buffered, being written, or failed."""
         assembler = self._assemblers.get(key[0])
@@ -427,21 +447,35 @@ def _array_paths(root: zarr.Group) -> list[str]:
     return sorted(paths)
 
 
-def _checksum(folder: Path) -> tuple[str, int]:
-    """CRC-32 of an array's chunk files (names and bytes, in name order), and their
-    size. CRC-32, not a cryptographic hash: it is for finding damaged or incomplete
-    copies, and it runs at memory speed (sha256 took 10% of a featurize run)."""
-    crc, size = 0, 0
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and not f.name.startswith(".z"):
+def _checksum(
+    path: Path, array: str, known: dict[str, tuple[int, int]]
+) -> tuple[str, int]:
+    """An array's checksum and size on disk: the CRC-32 of one line per chunk file,
+    in name order, "<name> <its CRC-32, 8 hex digits> <its size>". CRC-32, not a
+    cryptographic hash: it is for finding damaged or incomplete copies. Files whose
+    CRC this run computed when writing them (`known`, by file key) are not read
+    back; the size on disk must agree, or the file is read."""
+    lines, size = [], 0
+    for f in sorted((path / array).iterdir()):
+        if not f.is_file() or f.name.startswith(".z"):
+            continue
+        crc_size = known.get(f"{array}/{f.name}")
+        if crc_size is None or crc_size[1] != f.stat().st_size:
             data = f.read_bytes()
-            crc = zlib.crc32(data, zlib.crc32(f.name.encode(), crc))
-            size += len(data)
-    return f"{crc:08x}", size
+            crc_size = (zlib.crc32(data), len(data))
+        lines.append(f"{f.name} {crc_size[0]:08x} {crc_size[1]}\n")
+        size += crc_size[1]
+    return f"{zlib.crc32(''.join(lines).encode()):08x}", size
 
 
-def finish(path: Path, extra: dict[str, Any]) -> dict[str, Any]:
-    """Write the manifest (counts, bytes, checksums), which makes the store complete."""
+def finish(
+    path: Path,
+    extra: dict[str, Any],
+    known: dict[str, tuple[int, int]] | None = None,
+) -> dict[str, Any]:
+    """Write the manifest (counts, bytes, checksums), which makes the store complete.
+    `known`: chunk files' CRC-32 and size computed when writing them (see
+    `StoreWriter.chunk_checksums`)."""
     path = Path(path)
     root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
     attrs = dict(root.attrs)
@@ -449,7 +483,7 @@ def finish(path: Path, extra: dict[str, Any]) -> dict[str, Any]:
     elements = attrs[keys.ATTR_ELEMENTS]
     arrays, total_bytes, raw_bytes = {}, 0, 0
     for name in _array_paths(root):
-        checksum, size = _checksum(path / name)
+        checksum, size = _checksum(path, name, known or {})
         arrays[name] = {"crc32": checksum, "bytes": size}
         total_bytes += size
         raw_bytes += root[name].nbytes

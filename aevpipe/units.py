@@ -238,11 +238,14 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def flush_writes(store: str, plan: str) -> None:
+def flush_writes(store: str, plan: str) -> dict[str, tuple[int, int]]:
     """Write out whatever this process's in-process writer still holds, and mark
-    the units it completes done (end of a run, or an interrupted one)."""
+    the units it completes done (end of a run, or an interrupted one). Returns the
+    CRC-32 and size of the chunk files it wrote (see `shards.finish`)."""
     try:
-        _writer(store, plan, False).flush()
+        writer = _writer(store, plan, False)
+        writer.flush()
+        return writer.chunk_checksums()
     finally:
         _writer.cache_clear()  # the next run starts with empty buffers
 

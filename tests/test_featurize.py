@@ -198,6 +198,32 @@ def assert_same_store(a, b):
     assert x.keys() == y.keys()
     for name in x:
         np.testing.assert_array_equal(x[name], y[name], err_msg=name)
+    assert_checksums(b)
+
+
+def assert_checksums(store):
+    """The manifest's checksums (from CRCs taken while writing) are the files'."""
+    manifest = json.loads((store / keys.MANIFEST).read_text())
+    assert manifest["arrays"]
+    for name, entry in manifest["arrays"].items():
+        assert shards._checksum(store, name, {}) == (entry["crc32"], entry["bytes"])
+
+
+def test_manifest_checksums_find_a_damaged_chunk(release_file, tmp_path):
+    out = tmp_path / "aev"
+    featurize([str(release_file)], out, settings(), progress=False)
+    assert_checksums(out)
+    manifest = json.loads((out / keys.MANIFEST).read_text())
+    chunk = out / "n005" / "H" / keys.AEV / "0.0"
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 1
+    chunk.write_bytes(bytes(data))
+    name = "n005/H/" + keys.AEV
+    assert shards._checksum(out, name, {})[0] != manifest["arrays"][name]["crc32"]
+    # A CRC known from writing is not trusted for a file of another size.
+    chunk.write_bytes(bytes(data[:-1]))
+    known = {f"{name}/0.0": (0, len(data))}
+    assert shards._checksum(out, name, known) == shards._checksum(out, name, {})
 
 
 @pytest.mark.parametrize("threads", [1, 3])

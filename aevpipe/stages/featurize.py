@@ -231,9 +231,11 @@ def featurize(
     todo = [u for u in plan.units if u.uid not in done]
     summary.status = "resumed" if action == "resume" else "written"
     summary.units_skipped = len(plan.units) - len(todo)
-    _run_units(out, attrs, todo, molecules, settings, workers, scheduler, progress)
+    written = _run_units(
+        out, attrs, todo, molecules, settings, workers, scheduler, progress
+    )
     summary.units_run = len(todo)
-    manifest = shards.finish(out, {"skipped_molecules": skipped})
+    manifest = shards.finish(out, {"skipped_molecules": skipped}, written)
     summary.conformations = sum(manifest["conformations"].values())
     summary.atoms = manifest["atoms"]
     summary.rows = manifest["rows"]
@@ -252,8 +254,11 @@ def unit_threads(settings: FeaturizeSettings, on_gpu: bool) -> int:
 
 
 def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progress):
+    """Run `units`; returns the CRC-32 and size of the chunk files written in this
+    process (none when Dask workers wrote them)."""
+    written: dict[str, tuple[int, int]] = {}
     if not units:
-        return
+        return written
     codes = molecule_splits(settings.split, len(molecules))
     on_gpu = resolve_device(settings.device).type == "cuda"
     threads = unit_threads(settings, on_gpu)
@@ -306,4 +311,5 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
     finally:
         executor.close()
         if not executor.concurrent:  # also on Ctrl-C: what was computed is kept
-            flush_writes(store, plan)
+            written = flush_writes(store, plan)
+    return written
