@@ -285,8 +285,12 @@ def _run_units(out, attrs, units, molecules, settings, workers, scheduler, progr
                 locked=executor.concurrent,
                 threads=per_unit if executor.concurrent else 0,
             )
-            # In group order: the writer then holds few groups' partial chunks.
-            for u in sorted(units, key=lambda u: (u.n_atoms, u.uid))
+            # Group by group (the writer then holds few groups' partial chunks),
+            # larger molecules and larger units first, so that small units fill
+            # the threads' last gaps instead of one large unit running alone.
+            for u in sorted(
+                units, key=lambda u: (-u.n_atoms, -u.n_conformations, u.uid)
+            )
         ]
         if not executor.concurrent:
             expect_writes(store, plan, dict(Counter(u.n_atoms for u in units)))
