@@ -5,7 +5,7 @@ For the s01 file and a file N times larger made from it: the whole `featurize`
 and MB/s written, next to TorchANI's AEVComputer alone on the same conformations, data
 already in memory, output thrown away. The AEVComputer-alone baseline is measured in
 several configurations and the fastest is the one compared against: glibc's default
-allocator and aevpipe's allocator setting (aevpipe.allocator), from 4,096 to 32,768
+allocator and aevpipe's allocator setting (aevpipe.allocator), from 4,096 to 65,536
 atoms per call, one calling loop with torch's default threads. Featurize runs
 with its default threads and, for comparison, with one unit thread.
 
@@ -36,6 +36,7 @@ BASELINES = [
     ("aevpipe", 8192),
     ("aevpipe", 16384),
     ("aevpipe", 32768),
+    ("aevpipe", 65536),
 ]
 
 

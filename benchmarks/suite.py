@@ -63,7 +63,7 @@ def render(out: Path, commands: list[str], date: str, seconds: float) -> str:
         "",
         "AEVComputer alone: data in memory, output thrown away, one calling loop "
         "with torch's default threads, fastest of glibc's default allocator and "
-        "aevpipe's allocator setting at 4,096 to 32,768 atoms per call. "
+        "aevpipe's allocator setting at 4,096 to 65,536 atoms per call. "
         "Featurize: the whole command (check, hash, read, AEVs, compress, write, "
         "manifest) with its default unit threads, and with one. Each figure a median "
         "of repeats and of interleaved rounds; each ratio taken within a round (the "
