@@ -51,24 +51,28 @@ def build_aev_computer(params: AEVParams, device: torch.device) -> torchani.AEVC
     return computer.to(device)
 
 
-# Conformations per AEVComputer call: about BATCH_ATOMS atoms, and at most about
-# BATCH_PAIRS atom pairs, whose intermediates dominate memory for larger molecules.
-# Each call costs a fixed ~100 Python-dispatched ops, so on the CPU small molecules
-# run fastest in large calls: on s01 x10, 16,384 atoms ran TorchANI's CPU path at
-# 1.25x the speed of 8,192 with two torch threads, and featurize's unit threads
-# (one torch thread each) contend less for the GIL (benchmarks/RESULTS.md). The pair
-# cap keeps a 26-atom molecule at ~150 conformations (~4,000 atoms, ~530 MiB peak),
-# where calls are long enough already.
+# Conformations per AEVComputer call. Each call costs a fixed ~100 Python-dispatched
+# ops, so on the CPU small molecules run fastest in large calls: on s01 x10, 16,384
+# atoms ran TorchANI's CPU path at 1.25x the speed of 8,192 with two torch threads,
+# and featurize's unit threads (one torch thread each) contend less for the GIL
+# (benchmarks/RESULTS.md). Memory, though, follows the atom triples (the angular
+# terms), which grow as A^3: calls hold up to BATCH_TRIPLES triples of A atoms each
+# (counting every triple, within the angular cutoff or not), between MIN_BATCH_ATOMS
+# and BATCH_ATOMS atoms. CH4 gets 16,384 atoms; from 14 atoms on, calls are as
+# before (4,096 atoms), where a synthetic s01-s04 featurize peaked at 931 MiB (a
+# 50,000-pair cap instead took it to 1,772 MiB).
 BATCH_ATOMS = 16384
-BATCH_PAIRS = 50_000
+MIN_BATCH_ATOMS = 4096
+BATCH_TRIPLES = 320_000
 
 
-def batch_conformations(
-    n_atoms: int, batch_atoms: int = BATCH_ATOMS, batch_pairs: int = BATCH_PAIRS
-) -> int:
-    """Conformations of `n_atoms` atoms per AEVComputer call."""
-    pairs = n_atoms * (n_atoms - 1) // 2
-    return max(1, min(batch_atoms // max(1, n_atoms), batch_pairs // max(1, pairs)))
+def batch_conformations(n_atoms: int, batch_atoms: int = BATCH_ATOMS) -> int:
+    """Conformations of `n_atoms` atoms per AEVComputer call (see BATCH_TRIPLES)."""
+    a = max(1, n_atoms)
+    triples = a * (a - 1) * (a - 2) // 2
+    low = min(MIN_BATCH_ATOMS, batch_atoms) // a
+    high = batch_atoms // a
+    return max(1, low, min(high, BATCH_TRIPLES // max(1, triples)))
 
 
 @torch.no_grad()

@@ -75,9 +75,11 @@ def test_composition_must_match(computer):
         compute_element_rows(computer, species, conformations(2), 4)
 
 
-def test_batches_follow_atoms_then_pairs():
+def test_batches_follow_atoms_then_triples():
     assert batch_conformations(5) == 16384 // 5  # CH4: by atoms
     assert batch_conformations(1) == 16384
-    assert batch_conformations(26) == 50_000 // 325  # octane: by pairs
-    assert batch_conformations(26) * 26 < 8192
+    assert batch_conformations(10) == 320_000 // (10 * 9 * 8 // 2)  # by triples
+    assert batch_conformations(15) == 4096 // 15  # never fewer atoms than 4,096
+    assert batch_conformations(26) == 4096 // 26
     assert batch_conformations(5000) == 1
+    assert batch_conformations(9, batch_atoms=45) == 5
