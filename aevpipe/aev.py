@@ -53,14 +53,15 @@ def build_aev_computer(params: AEVParams, device: torch.device) -> torchani.AEVC
 
 # Conformations per AEVComputer call. Each call costs a fixed ~100 Python-dispatched
 # ops, so on the CPU small molecules run fastest in large calls: on s01 x10, 16,384
-# atoms ran TorchANI's CPU path at 1.25x the speed of 8,192 with two torch threads,
+# atoms ran TorchANI's CPU path at ~1.23x the speed of 8,192 with two torch threads,
 # and featurize's unit threads (one torch thread each) contend less for the GIL
-# (benchmarks/RESULTS.md). Memory, though, follows the atom triples (the angular
-# terms), which grow as A^3: calls hold up to BATCH_TRIPLES triples of A atoms each
-# (counting every triple, within the angular cutoff or not), between MIN_BATCH_ATOMS
-# and BATCH_ATOMS atoms. CH4 gets 16,384 atoms; from 14 atoms on, calls are as
-# before (4,096 atoms), where a synthetic s01-s04 featurize peaked at 931 MiB (a
-# 50,000-pair cap instead took it to 1,772 MiB).
+# (benchmarks/RESULTS.md, session 5). Memory, though, follows the atom triples (the
+# angular terms), which grow as A^3: calls hold up to BATCH_TRIPLES triples of A
+# atoms each (counting every triple, within the angular cutoff or not), between
+# MIN_BATCH_ATOMS and BATCH_ATOMS atoms. CH4 gets 16,384 atoms; from 14 atoms on,
+# calls are as before (4,096 atoms). A synthetic s01-s04 featurize peaked at 1,027
+# MiB, against 931 with 4,096 atoms for every molecule and 1.23-1.36 GB with a
+# 50,000-pair cap instead of the triple cap.
 BATCH_ATOMS = 16384
 MIN_BATCH_ATOMS = 4096
 BATCH_TRIPLES = 320_000
