@@ -265,7 +265,7 @@ def test_units_in_lost_buffers_are_redone(release_file, tmp_path, monkeypatch, t
     real_write_unit, calls = stage.write_unit, []
 
     def dying(task, computed):
-        if len(calls) >= 4:  # one thread: two of H2O and two of NH3's three
+        if len(calls) >= 4:  # one thread: CH3OH's first, H2O's two, NH3's first
             raise SystemExit("killed")
         calls.append(task.unit.uid)
         return real_write_unit(task, computed)
