@@ -256,8 +256,9 @@ def unit_threads(settings: FeaturizeSettings, on_gpu: bool) -> int:
 def _run_order(units: list) -> list:
     """Group by group, so the writer holds few groups' partial chunks, except that
     the largest unit goes first: on a small input it would otherwise end the run
-    alone (s01: CH4's one unit). All largest molecules first ended s01 as soon,
-    but raised the synthetic s01-s04's peak from 1.05 to 1.7-1.85 GB."""
+    alone (s01: CH4's one unit). Taking all the largest molecules first also
+    shortened s01, but raised the synthetic s01-s04's peak from 1.05 to 1.7-1.85
+    GB (benchmarks/RESULTS.md, session 5)."""
     order = sorted(units, key=lambda u: (u.n_atoms, u.uid))
     if order:
         largest = max(order, key=lambda u: u.n_conformations * u.n_atoms)
