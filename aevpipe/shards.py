@@ -246,7 +246,11 @@ class StoreWriter:
             if locked
             else None
         )
-        self.store = _ChecksummingStore(str(path))
+        # CRCs only where `finish` can use them: in this process's writer, not in
+        # Dask workers, whose files `finish` reads back.
+        self.store = (
+            zarr.DirectoryStore(str(path)) if locked else _ChecksummingStore(str(path))
+        )
         self.root = zarr.open_group(self.store, mode="r+", synchronizer=sync)
         self._lock = threading.Lock()
         self._arrays: dict[str, zarr.Array] = {}
@@ -375,8 +379,8 @@ class StoreWriter:
 
     def chunk_checksums(self) -> dict[str, tuple[int, int]]:
         """CRC-32 and size of every chunk file this writer wrote, by file key (for
-        `finish`; other writers' files it reads back)."""
-        return dict(self.store.chunks)
+        `finish`; other writers' files it reads back). None when `locked`."""
+        return dict(getattr(self.store, "chunks", {}))
 
     def _busy(self, key: ChunkKey) -> bool:
         """Whether a chunk is not on disk yet: buffered, being written, or failed."""
