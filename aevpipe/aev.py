@@ -1,11 +1,14 @@
 """AEVs with TorchANI's own AEVComputer: the only module that builds TorchANI objects.
 
 CUDA when asked or when `auto` finds it; TorchANI's cuAEV kernels when they are
-built, its pure-PyTorch path otherwise.
+built, its pure-PyTorch path otherwise. On that path featurize runs TorchANI's own
+steps (neighbors, radial and angular terms) and adds the terms straight into each
+element's rows, as TorchANI adds them into its output: the same bits (tests).
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
@@ -158,6 +161,101 @@ def _runs(positions: torch.Tensor) -> list[tuple[int, int]]:
     return runs
 
 
+def _scatter_widths(computer: torchani.AEVComputer) -> tuple[int, int] | None:
+    """Row widths (radial, angular) in which `_rows_by_scatter` adds TorchANI's terms
+    into (rows, L) rows, or None where it cannot (not the pure-PyTorch path, or
+    halves that do not tile the row). A term of an atom and an element (pair) is
+    `num_feats` values at a multiple of the width inside the atom's row."""
+    if not _uses_torchani_pyaev_parts(computer) or not all(
+        hasattr(computer, name) for name in ("num_species_pairs", "triu_index")
+    ):
+        return None
+    length, split = computer.out_dim, computer.radial_len
+    r, a = computer.radial.num_feats, computer.angular.num_feats
+    if (
+        split != computer.num_species * r
+        or length != split + computer.num_species_pairs * a
+    ):
+        return None
+    return math.gcd(r, length), math.gcd(a, split, length)
+
+
+def _scatter(
+    target: torch.Tensor, first: torch.Tensor, terms: torch.Tensor, width: int
+) -> None:
+    """Add term rows `terms` (T, F) into `target` (rows, L) viewed as rows of
+    `width` values: term t's F / width pieces into rows `first[t]`, `first[t] + 1`,
+    ..., each piece in the order TorchANI's own `index_add_` adds the terms (so the
+    sums are bit for bit TorchANI's)."""
+    flat = target.view(-1, width)
+    for q in range(terms.shape[1] // width):
+        flat.index_add_(0, first + q, terms[:, q * width : (q + 1) * width])
+
+
+@torch.no_grad()
+def _rows_by_scatter(
+    computer: torchani.AEVComputer,
+    species: torch.Tensor,
+    coordinates: torch.Tensor,
+    counts: list[int],
+    step: int,
+    widths: tuple[int, int],
+) -> list[torch.Tensor | None]:
+    """`compute_element_rows` on the CPU, with TorchANI 2.9's pure-PyTorch steps
+    (`_pyaev_compute_from_neighbors`) except its last: each atom's radial and
+    angular terms are added straight into the atom's row of its element, where
+    TorchANI adds them into (n, A, R) and (n, A, L - R) halves and concatenates.
+    Same terms, same `index_add_` order, so the same bits (test); no half, no
+    concatenation and no copy into rows is ever made."""
+    n, a = species.shape
+    length, split = computer.out_dim, computer.radial_len
+    wr, wa = widths
+    out = torch.empty((n * a, length))
+    starts = [0]
+    for k in counts:
+        starts.append(starts[-1] + n * k)
+    k_of = torch.tensor(counts)
+    start_of = torch.tensor(starts[:-1])
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        s = species[i:j].long()
+        c = coordinates[i:j].to(torch.float32)
+        # Row of each atom: its element's block, its conformation, its rank among
+        # the conformation's atoms of that element (source order).
+        rank = torch.zeros_like(s)
+        for e, k in enumerate(counts):
+            if k:
+                mask = s == e
+                rank += mask * (mask.cumsum(1) - 1)
+                out[starts[e] + i * k : starts[e] + j * k].zero_()
+        conf = torch.arange(i, j).unsqueeze(1)
+        row = (start_of[s] + conf * k_of[s] + rank).view(-1)
+
+        neighbors = computer.neighborlist(computer.radial.cutoff, s, c, None, None)
+        terms = computer.radial(neighbors.distances)
+        # Each atom's radial terms go to the block of the other atom's element.
+        other = s.view(-1)[neighbors.indices].flip(0)
+        first = row[neighbors.indices] * (length // wr) + other * (terms.shape[1] // wr)
+        _scatter(out, first[0], terms, wr)
+        _scatter(out, first[1], terms, wr)
+
+        neighbors = discard_outside_cutoff(neighbors, computer.angular.cutoff)
+        triples = neighbors_to_triples(neighbors)
+        terms = computer.angular(triples.distances, triples.diff_vectors)
+        # The central atom's angular terms go to the block of its two sides'
+        # element pair, after the radial half.
+        sides = s.view(-1)[neighbors.indices][:, triples.side_idxs]
+        side = torch.where(triples.diff_signs == 1, sides[1], sides[0])
+        pair = computer.triu_index[side[0], side[1]].to(torch.long)
+        first = (
+            row[triples.central_idxs] * (length // wa)
+            + split // wa
+            + pair * (terms.shape[1] // wa)
+        )
+        _scatter(out, first, terms, wa)
+    return [out[starts[e] : starts[e + 1]] if k else None for e, k in enumerate(counts)]
+
+
 @torch.no_grad()
 def compute_element_rows(
     computer: torchani.AEVComputer,
@@ -172,22 +270,43 @@ def compute_element_rows(
     hold the same number k_e of atoms of each element e (one molecule; atom order
     may differ). Returns, per element, (n * k_e, L) float32 rows on the CPU ordered
     by conformation then atom (None where k_e = 0), so the rows of conformations
-    [i, j) are rows [i * k_e, j * k_e). Each batch's radial and angular halves are
-    copied once, straight into these rows: no (n, A, L) array is ever built.
+    [i, j) are rows [i * k_e, j * k_e). The values are bit for bit those of
+    TorchANI's forward on the same batches (test); no (n, A, L) array is built.
+
+    On the CPU with TorchANI's pure-PyTorch path, the terms are added straight into
+    the rows (`_rows_by_scatter`); otherwise (cuAEV, a GPU) each batch's radial and
+    angular halves are copied into them (`_rows_by_copy`).
     """
-    device = computer.radial.shifts.device
     n, a = species.shape
     counts = [int((species[0] == e).sum()) for e in range(n_elements)]
     for e, k in enumerate(counts):
         if not bool(((species == e).sum(1) == k).all()):
             raise ValueError("conformations of one molecule differ in composition")
+    step = batch_conformations(a, batch_atoms)
+    widths = _scatter_widths(computer)
+    if computer.radial.shifts.device.type == "cpu" and widths is not None:
+        return _rows_by_scatter(computer, species, coordinates, counts, step, widths)
+    return _rows_by_copy(computer, species, coordinates, counts, step)
+
+
+@torch.no_grad()
+def _rows_by_copy(
+    computer: torchani.AEVComputer,
+    species: torch.Tensor,
+    coordinates: torch.Tensor,
+    counts: list[int],
+    step: int,
+) -> list[torch.Tensor | None]:
+    """`compute_element_rows` by copying each batch's radial and angular halves
+    (`aev_parts`) straight into the rows."""
+    device = computer.radial.shifts.device
+    n = len(species)
     # One atom order for every conformation (the release layout): each element's
     # atoms are a few runs of positions, copied as slices.
     fixed = bool((species == species[:1]).all())
-    runs = [_runs(torch.nonzero(species[0] == e)[:, 0]) for e in range(n_elements)]
+    runs = [_runs(torch.nonzero(species[0] == e)[:, 0]) for e in range(len(counts))]
     length, split = computer.out_dim, computer.radial_len
     out = [torch.empty((n * k, length)) if k else None for k in counts]
-    step = batch_conformations(a, batch_atoms)
     for i in range(0, n, step):
         j = min(n, i + step)
         s = species[i:j]

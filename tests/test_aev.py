@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from aevpipe.aev import (
+    _rows_by_copy,
+    _rows_by_scatter,
+    _scatter_widths,
     aev_parts,
     batch_conformations,
     build_aev_computer,
@@ -22,6 +25,12 @@ ORDER = [1, 0, 0, 1, 3, 0, 0, 0, 0]
 @pytest.fixture(scope="module")
 def computer():
     return build_aev_computer(PARAMS, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module", params=["ani1x", "ani2x"])
+def any_computer(request):
+    params = getattr(AEVParams, request.param)()
+    return build_aev_computer(params, torch.device("cpu")), len(params.elements)
 
 
 def conformations(n: int, seed: int = 0) -> torch.Tensor:
@@ -65,6 +74,34 @@ def test_element_rows_with_atom_order_varying_by_conformation(computer):
     expected = computer(species.long(), coordinates)
     for e in range(4):
         mask = species == e
+        if mask.any():
+            assert torch.equal(rows[e], expected[mask])
+
+
+@pytest.mark.parametrize("fixed_order", [True, False])
+@pytest.mark.parametrize("way", ["scatter", "copy"])
+def test_both_ways_give_the_forward_rows(any_computer, fixed_order, way):
+    """ANI-1x and ANI-2x (whose angular terms do not tile its 1,008-value rows in
+    32s: added in halves); several batches, one order or an order per conformation."""
+    computer, n_elements = any_computer
+    n, step = 13, 5
+    g = torch.Generator().manual_seed(3)
+    order = [torch.tensor(ORDER)] * n
+    if not fixed_order:
+        order = [o[torch.randperm(len(ORDER), generator=g)] for o in order]
+    species = torch.stack(order).to(torch.int8)
+    coordinates = conformations(n, seed=4)
+    counts = [ORDER.count(e) for e in range(n_elements)]
+    if way == "scatter":
+        widths = _scatter_widths(computer)
+        assert widths == ((16, 32) if n_elements == 4 else (16, 16))
+        rows = _rows_by_scatter(computer, species, coordinates, counts, step, widths)
+    else:
+        rows = _rows_by_copy(computer, species, coordinates, counts, step)
+    expected = compute_aevs(computer, species, coordinates, step * len(ORDER))
+    for e in range(n_elements):
+        mask = species == e
+        assert (rows[e] is None) == (not mask.any())
         if mask.any():
             assert torch.equal(rows[e], expected[mask])
 
