@@ -184,6 +184,23 @@ def test_a_store_cut_off_while_being_created_is_refused(
     shards.ShardStore.open(out)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_failed_creation_is_the_runs_error(
+    release_file, tmp_path, monkeypatch, threads
+):
+    """The store is created while the first units compute their AEVs: its error
+    is the one raised, and nothing is written."""
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shards, "create", failing)
+    out = tmp_path / "aev"
+    with pytest.raises(OSError, match="disk full"):
+        featurize([str(release_file)], out, settings(threads=threads), progress=False)
+    assert not out.exists()
+
+
 def _arrays(path):
     store = shards.ShardStore.open(path)
     out = {}
