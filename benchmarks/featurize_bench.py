@@ -11,10 +11,10 @@ with its default threads and, for comparison, with one unit thread.
 
 Each configuration runs in its own process (so its peak memory is its own), once
 untimed (the process's heap grows, caches fill: the first featurize of s01 x10 took
-0.58-0.62 s against 0.47-0.52 s for the next) and then `--repeats` times, median
-time. This machine's speed drifts by up to 1.5x over
-minutes (other tenants), so configurations are run in `--rounds` interleaved rounds
-and each ratio is taken within a round; the median over rounds is reported.
+0.52-0.65 s against 0.43-0.55 s for the next) and then `--repeats` times, median
+time. This machine's speed drifts by up to 1.5x over minutes (other tenants), so
+configurations are run in `--rounds` interleaved rounds and each ratio is taken
+within a round; the median over rounds is reported.
 
     python -m benchmarks.featurize_bench ../shared/data/ani_gdb_s01.h5 --factor 10
 """
