@@ -289,8 +289,8 @@ def _run_units(
     In-process, the store is created in a background thread while the first units
     compute their AEVs (they wait for it to write). On s01 x10 with --overwrite,
     creation (mostly removing the old store) took 0.019 of 0.44 s with the other
-    core idle; alternated runs took 0.48-0.51 s against 0.52-0.54 s before
-    (benchmarks/RESULTS.md, session 6).
+    core idle; in 8 alternated rounds, runs took 0.475-0.524 s against 0.489-0.565
+    s before, faster in every round (benchmarks/RESULTS.md, session 6).
     """
     written: dict[str, tuple[int, int]] = {}
     if not units:
