@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any, NamedTuple
 
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 
@@ -131,23 +132,43 @@ def aev_parts(
     if not _uses_torchani_pyaev_parts(computer):
         aevs = computer(species, coordinates)
         return aevs[..., : computer.radial_len], aevs[..., computer.radial_len :]
-    neighbors = computer.neighborlist(
-        computer.radial.cutoff, species, coordinates, None, None
-    )
-    terms = computer.radial(neighbors.distances)
-    radial = computer._collect_radial(species, neighbors.indices, terms)
-    neighbors = discard_outside_cutoff(neighbors, computer.angular.cutoff)
-    triples = neighbors_to_triples(neighbors)
-    terms = computer.angular(triples.distances, triples.diff_vectors)
+    t = _pyaev_terms(computer, species, coordinates)
+    radial = computer._collect_radial(species, t.pairs.indices, t.radial)
     angular = computer._collect_angular(
         species,
-        neighbors.indices,
-        triples.central_idxs,
-        triples.side_idxs,
-        triples.diff_signs,
-        terms,
+        t.close.indices,
+        t.triples.central_idxs,
+        t.triples.side_idxs,
+        t.triples.diff_signs,
+        t.angular,
     )
     return radial, angular
+
+
+class _Terms(NamedTuple):
+    """TorchANI's AEV terms of a batch, before it adds them into its output."""
+
+    pairs: Any  # torchani Neighbors within the radial cutoff
+    radial: torch.Tensor  # (pairs, radial features)
+    close: Any  # those within the angular cutoff
+    triples: Any  # torchani Triples of `close`
+    angular: torch.Tensor  # (triples, angular features)
+
+
+def _pyaev_terms(
+    computer: torchani.AEVComputer, species: torch.Tensor, coordinates: torch.Tensor
+) -> _Terms:
+    """TorchANI 2.9's pure-PyTorch steps (`_pyaev_compute_from_neighbors`) up to
+    adding the terms into its output: neighbors, radial terms, the neighbors within
+    the angular cutoff, their triples, angular terms."""
+    pairs = computer.neighborlist(
+        computer.radial.cutoff, species, coordinates, None, None
+    )
+    radial = computer.radial(pairs.distances)
+    close = discard_outside_cutoff(pairs, computer.angular.cutoff)
+    triples = neighbors_to_triples(close)
+    angular = computer.angular(triples.distances, triples.diff_vectors)
+    return _Terms(pairs, radial, close, triples, angular)
 
 
 def _runs(positions: torch.Tensor) -> list[tuple[int, int]]:
@@ -231,28 +252,25 @@ def _rows_by_scatter(
         conf = torch.arange(i, j).unsqueeze(1)
         row = (start_of[s] + conf * k_of[s] + rank).view(-1)
 
-        neighbors = computer.neighborlist(computer.radial.cutoff, s, c, None, None)
-        terms = computer.radial(neighbors.distances)
+        t = _pyaev_terms(computer, s, c)
         # Each atom's radial terms go to the block of the other atom's element.
-        other = s.view(-1)[neighbors.indices].flip(0)
-        first = row[neighbors.indices] * (length // wr) + other * (terms.shape[1] // wr)
-        _scatter(out, first[0], terms, wr)
-        _scatter(out, first[1], terms, wr)
-
-        neighbors = discard_outside_cutoff(neighbors, computer.angular.cutoff)
-        triples = neighbors_to_triples(neighbors)
-        terms = computer.angular(triples.distances, triples.diff_vectors)
+        other = s.view(-1)[t.pairs.indices].flip(0)
+        first = row[t.pairs.indices] * (length // wr) + other * (
+            t.radial.shape[1] // wr
+        )
+        _scatter(out, first[0], t.radial, wr)
+        _scatter(out, first[1], t.radial, wr)
         # The central atom's angular terms go to the block of its two sides'
         # element pair, after the radial half.
-        sides = s.view(-1)[neighbors.indices][:, triples.side_idxs]
-        side = torch.where(triples.diff_signs == 1, sides[1], sides[0])
+        sides = s.view(-1)[t.close.indices][:, t.triples.side_idxs]
+        side = torch.where(t.triples.diff_signs == 1, sides[1], sides[0])
         pair = computer.triu_index[side[0], side[1]].to(torch.long)
         first = (
-            row[triples.central_idxs] * (length // wa)
+            row[t.triples.central_idxs] * (length // wa)
             + split // wa
-            + pair * (terms.shape[1] // wa)
+            + pair * (t.angular.shape[1] // wa)
         )
-        _scatter(out, first, terms, wa)
+        _scatter(out, first, t.angular, wa)
     return [out[starts[e] : starts[e + 1]] if k else None for e, k in enumerate(counts)]
 
 
