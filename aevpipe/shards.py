@@ -379,7 +379,7 @@ class StoreWriter:
 
     def chunk_checksums(self) -> dict[str, tuple[int, int]]:
         """CRC-32 and size of every chunk file this writer wrote, by file key (for
-        `finish`; other writers' files it reads back). None when `locked`."""
+        `finish`; other writers' files it reads back). Empty when `locked`."""
         return dict(getattr(self.store, "chunks", {}))
 
     def _busy(self, key: ChunkKey) -> bool:
