@@ -68,8 +68,22 @@ def layout_from_attr(data: list[dict[str, Any]]) -> tuple[GroupLayout, ...]:
 def create(
     path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
 ) -> None:
-    """Make an empty store for `plan`: all arrays allocated, no data, no manifest."""
-    path = Path(path)
+    """Make an empty store for `plan`: all arrays allocated, no data, no manifest.
+    A folder that cannot be made (a file in the way, no permission, a full disk) is
+    a StoreError naming it."""
+    try:
+        _create(Path(path), attrs, plan, aev, chunk_rows)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = exc.filename or path
+        raise StoreError(
+            f"{path}: cannot create the store ({where}: {reason})"
+        ) from exc
+
+
+def _create(
+    path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
+) -> None:
     if path.exists():
         shutil.rmtree(path)
     # Zarr writes the metadata into memory, then it goes to disk in one pass

@@ -89,6 +89,21 @@ def test_not_hdf5(runner, tmp_path):
     assert result.exit_code == 2 and "not an HDF5 file" in result.output
 
 
+def test_an_out_that_cannot_be_made_is_one_clean_line(runner, release_file, tmp_path):
+    """The store is created while the first units compute: its error still comes
+    back as one line."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "aev"
+    result = runner.invoke(
+        cli, ["featurize", str(release_file), "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 2
+    assert f"{out}: cannot create the store" in result.output
+    assert "Not a directory" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_python_m_and_help():
     done = subprocess.run(
         [sys.executable, "-m", "aevpipe", "featurize", "--help"],
