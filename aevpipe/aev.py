@@ -1,9 +1,12 @@
 """AEVs with TorchANI's own AEVComputer: the only module that builds TorchANI objects.
 
 CUDA when asked or when `auto` finds it; TorchANI's cuAEV kernels when they are
-built, its pure-PyTorch path otherwise. On that path featurize runs TorchANI's own
-steps (neighbors, radial and angular terms) and adds the terms straight into each
-element's rows, as TorchANI adds them into its output: the same bits (tests).
+built, its pure-PyTorch path otherwise. On that path, on the CPU, featurize runs
+TorchANI's own radial and angular terms and adds them straight into each element's
+rows: for molecules of up to 32 atoms in one atom order (ANI-1's layout) on every
+pair and triple of atoms (`dense_aev`: the forward's values up to the order of the
+sums, within 1e-5), otherwise on TorchANI's own neighbour list, in its own order
+(the same bits). Tests check both against the forward.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch  # noqa: E402
 import torchani  # noqa: E402
 from torchani.neighbors import discard_outside_cutoff, neighbors_to_triples  # noqa: E402
 
+from aevpipe import dense_aev  # noqa: E402
 from aevpipe.config import AEVParams  # noqa: E402
 from aevpipe.errors import AevpipeError  # noqa: E402
 
@@ -288,12 +292,15 @@ def compute_element_rows(
     hold the same number k_e of atoms of each element e (one molecule; atom order
     may differ). Returns, per element, (n * k_e, L) float32 rows on the CPU ordered
     by conformation then atom (None where k_e = 0), so the rows of conformations
-    [i, j) are rows [i * k_e, j * k_e). The values are bit for bit those of
-    TorchANI's forward on the same batches (test); no (n, A, L) array is built.
+    [i, j) are rows [i * k_e, j * k_e). No (n, A, L) array is built.
 
     On the CPU with TorchANI's pure-PyTorch path, the terms are added straight into
-    the rows (`_rows_by_scatter`); otherwise (cuAEV, a GPU) each batch's radial and
-    angular halves are copied into them (`_rows_by_copy`).
+    the rows: for up to `dense_aev.MAX_ATOMS` atoms in one atom order, from every
+    pair and triple (`dense_aev.element_rows`: within 1e-5 of TorchANI's forward,
+    about 2e-6 on ANI-1 molecules), otherwise from TorchANI's own neighbour list
+    (`_rows_by_scatter`: bit for bit the forward on the same batches). Elsewhere
+    (cuAEV, a GPU) each batch's radial and angular halves are copied into the rows
+    (`_rows_by_copy`, bit for bit). Tests check all three.
     """
     n, a = species.shape
     counts = [int((species[0] == e).sum()) for e in range(n_elements)]
@@ -303,6 +310,14 @@ def compute_element_rows(
     step = batch_conformations(a, batch_atoms)
     widths = _scatter_widths(computer)
     if computer.radial.shifts.device.type == "cpu" and widths is not None:
+        if (
+            a <= dense_aev.MAX_ATOMS
+            and bool((species == species[:1]).all())
+            and dense_aev.usable(computer)
+        ):
+            return dense_aev.element_rows(
+                computer, species, coordinates, counts, step, widths
+            )
         return _rows_by_scatter(computer, species, coordinates, counts, step, widths)
     return _rows_by_copy(computer, species, coordinates, counts, step)
 

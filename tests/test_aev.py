@@ -1,10 +1,16 @@
-"""AEVs per element equal TorchANI's AEVComputer output bit for bit."""
+"""AEVs per element equal TorchANI's AEVComputer output: bit for bit where they are
+TorchANI's own sums (scatter and copy), within 1e-5 where the dense path adds the
+same terms in another order."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+import torchani
 
+from aevpipe import dense_aev
 from aevpipe.aev import (
     _rows_by_copy,
     _rows_by_scatter,
@@ -53,14 +59,13 @@ def test_element_rows_are_the_forward_rows(computer, batch_atoms):
     species = torch.tensor([ORDER] * n, dtype=torch.int8)
     coordinates = conformations(n)
     rows = compute_element_rows(computer, species, coordinates, 4, batch_atoms)
-    # Same batches through the plain forward: TorchANI's last bits depend on them.
     expected = compute_aevs(computer, species, coordinates, batch_atoms)
     for e in range(4):
         mask = species == e
         if not mask.any():
             assert rows[e] is None
             continue
-        assert torch.equal(rows[e], expected[mask])
+        torch.testing.assert_close(rows[e], expected[mask], rtol=0, atol=1e-5)
 
 
 def test_element_rows_with_atom_order_varying_by_conformation(computer):
@@ -78,11 +83,20 @@ def test_element_rows_with_atom_order_varying_by_conformation(computer):
             assert torch.equal(rows[e], expected[mask])
 
 
-@pytest.mark.parametrize("fixed_order", [True, False])
-@pytest.mark.parametrize("way", ["scatter", "copy"])
-def test_both_ways_give_the_forward_rows(any_computer, fixed_order, way):
+@pytest.mark.parametrize(
+    "way,fixed_order",
+    [
+        ("scatter", True),
+        ("scatter", False),
+        ("copy", True),
+        ("copy", False),
+        ("dense", True),
+    ],
+)
+def test_every_way_gives_the_forward_rows(any_computer, fixed_order, way):
     """ANI-1x and ANI-2x (whose angular terms do not tile its 1,008-value rows in
-    32s: added in halves); several batches, one order or an order per conformation."""
+    32s: added in halves); several batches, one order or an order per conformation.
+    Scatter and copy make TorchANI's own sums; dense adds in another order."""
     computer, n_elements = any_computer
     n, step = 13, 5
     g = torch.Generator().manual_seed(3)
@@ -96,14 +110,72 @@ def test_both_ways_give_the_forward_rows(any_computer, fixed_order, way):
         widths = _scatter_widths(computer)
         assert widths == ((16, 32) if n_elements == 4 else (16, 16))
         rows = _rows_by_scatter(computer, species, coordinates, counts, step, widths)
-    else:
+    elif way == "copy":
         rows = _rows_by_copy(computer, species, coordinates, counts, step)
+    else:
+        rows = dense_aev.element_rows(
+            computer, species, coordinates, counts, step, _scatter_widths(computer)
+        )
     expected = compute_aevs(computer, species, coordinates, step * len(ORDER))
     for e in range(n_elements):
         mask = species == e
         assert (rows[e] is None) == (not mask.any())
-        if mask.any():
+        if not mask.any():
+            continue
+        if way == "dense":
+            torch.testing.assert_close(rows[e], expected[mask], rtol=0, atol=1e-5)
+        else:
             assert torch.equal(rows[e], expected[mask])
+
+
+@pytest.mark.parametrize("n_atoms", [1, 2, 3, 6, 14, 26, dense_aev.MAX_ATOMS])
+@pytest.mark.parametrize("spread", [0.3, 1.0, 3.0])
+def test_dense_rows_at_every_size_and_spread(any_computer, n_atoms, spread):
+    """From one atom up to the largest the dense path takes; atoms at about bond
+    distances (0.3), in loose clusters, and mostly beyond both cutoffs (3.0), where
+    whole triples drop out of a batch and pairs beyond a cutoff must add nothing."""
+    computer, n_elements = any_computer
+    g = torch.Generator().manual_seed(n_atoms)
+    order = torch.randint(0, n_elements, (n_atoms,), generator=g)
+    n = 17
+    species = order.expand(n, -1).to(torch.int8)
+    side = spread * 4.0 * n_atoms ** (1 / 3)
+    coordinates = torch.rand((n, n_atoms, 3), generator=g, dtype=torch.float64) * side
+    counts = [int((order == e).sum()) for e in range(n_elements)]
+    widths = _scatter_widths(computer)
+    rows = dense_aev.element_rows(computer, species, coordinates, counts, 5, widths)
+    expected = computer(species.long(), coordinates.float())
+    for e in range(n_elements):
+        mask = species == e
+        assert (rows[e] is None) == (not mask.any())
+        if mask.any():
+            torch.testing.assert_close(rows[e], expected[mask], rtol=0, atol=1e-5)
+
+
+def test_dense_path_takes_one_order_up_to_its_size(computer, monkeypatch):
+    taken = []
+    real = dense_aev.element_rows
+    monkeypatch.setattr(
+        dense_aev,
+        "element_rows",
+        lambda *args: taken.append(args[1].shape[1]) or real(*args),
+    )
+    g = torch.Generator().manual_seed(5)
+    for n_atoms in (5, dense_aev.MAX_ATOMS, dense_aev.MAX_ATOMS + 1):
+        order = torch.tensor([1] + [0] * (n_atoms - 1), dtype=torch.int8)
+        species = torch.stack([order, order.flip(0)])
+        coordinates = torch.rand((2, n_atoms, 3), generator=g) * 6.0
+        compute_element_rows(computer, species[:1], coordinates[:1], 4)
+        compute_element_rows(computer, species, coordinates, 4)  # two orders
+    assert taken == [5, dense_aev.MAX_ATOMS]
+
+
+def test_dense_path_needs_terms_that_vanish_at_the_cutoff():
+    assert dense_aev.usable(build_aev_computer(PARAMS, torch.device("cpu")))
+    smooth = dataclasses.replace(PARAMS, cutoff_fn="smooth")
+    assert dense_aev.usable(build_aev_computer(smooth, torch.device("cpu")))
+    flat = torchani.AEVComputer.like_1x(cutoff_fn="dummy")
+    assert not dense_aev.usable(flat)
 
 
 def test_composition_must_match(computer):

@@ -1,0 +1,236 @@
+"""Element rows of a molecule's conformations from every pair and triple of its atoms.
+
+TorchANI's pure-PyTorch path finds each batch's neighbours with data-dependent
+steps (masks, `nonzero`, a sort, per-atom counts) and adds the terms with a
+scattered `index_add_`. For one molecule whose conformations keep one atom order
+(the ANI-1 release layout), all of that follows from the atom order alone: every
+pair and every triple (a central atom and two others) is known in advance, and so
+is the slot of the AEV row its term adds into. This module plans that once per
+atom order and then, per batch, runs TorchANI's own radial and angular term
+modules (`computer.radial`, `computer.angular`) on every pair and on every triple
+that is within the angular cutoff in at least one conformation of the batch.
+
+Pairs beyond a cutoff must add nothing, as in TorchANI, where they are never
+listed: their distance is set to the cutoff itself, where the cutoff function is
+zero, so their terms are exactly 0 (`usable` checks this for the computer's own
+terms). Terms are laid out pair (or triple) first and conformation second, so
+that gathering their inputs is cheap, and each term is added into its slot of
+every conformation's row at once (`index_add_` along the slots of the rows).
+
+The values are TorchANI's forward values up to the order of the additions into
+each slot: within 2e-6 of the forward on ANI-1-sized molecules (tests check 1e-5,
+the format's contract). On one CPU thread this took 0.55-0.58 of the time of
+`aev._rows_by_scatter` (TorchANI's neighbour list) on s01's molecules, 0.62-0.73
+on synthetic s03-s04 ones (4-14 atoms), 0.74-0.79 at 25-32 atoms and 0.89 at 50
+(benchmarks/RESULTS.md, session 7).
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import NamedTuple
+
+import torch
+
+# Atoms up to which molecules take this path: every batch looks at all A(A-1)(A-2)/2
+# triples per conformation and keeps each one near in any conformation, so time and
+# memory grow as A^3.
+# ANI-1's largest molecules (subset 8) have 26 atoms; at 50 atoms this path still
+# took 0.89 of the time of the scatter path.
+MAX_ATOMS = 32
+
+
+class Plan(NamedTuple):
+    """Where the terms of one atom order go, per element in the element order."""
+
+    counts: list[int]  # atoms of each element
+    first: torch.Tensor  # (P,) first atom of each pair a < b
+    second: torch.Tensor  # (P,) its second atom
+    # Directed pairs (a centre and a neighbour), grouped by the centre's element:
+    # the pair each takes its term from, and the slot (rank of the centre among its
+    # element's atoms) * S + (neighbour's element) it adds into.
+    pair_of: torch.Tensor
+    pair_slot: torch.Tensor
+    pair_bounds: list[int]  # element e's directed pairs: [bounds[e], bounds[e + 1])
+    # Triples (a centre, two sides), grouped by the centre's element: each side as
+    # a pair index (the distance) and as a directed pair index (the vector, from
+    # the centre: p for a < b, P + p for a > b), sides first then seconds; and the
+    # slot rank * (element pairs) + (the sides' element pair) it adds into.
+    side_pair: torch.Tensor  # (2T,)
+    side_vector: torch.Tensor  # (2T,)
+    triple_slot: torch.Tensor  # (T,)
+    triple_bounds: list[int]
+
+
+@functools.lru_cache(maxsize=512)
+def plan(
+    species: tuple[int, ...], n_elements: int, pair_index: tuple[tuple[int, ...], ...]
+) -> Plan:
+    """The plan of atom order `species` (element indices), with `pair_index[i][j]`
+    the index of the element pair (i, j) (TorchANI's `triu_index`)."""
+    n_pairs_of_elements = max(max(row) for row in pair_index) + 1
+    counts = [species.count(e) for e in range(n_elements)]
+    seen = [0] * n_elements
+    rank = []
+    for e in species:
+        rank.append(seen[e])
+        seen[e] += 1
+    atoms = range(len(species))
+    pairs = [(a, b) for a in atoms for b in atoms if a < b]
+    number = {}
+    for p, (a, b) in enumerate(pairs):
+        number[a, b] = p
+        number[b, a] = len(pairs) + p
+    pair_of, pair_slot, pair_bounds = [], [], [0]
+    triples: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+    triple_bounds = [0]
+    for e in range(n_elements):
+        # TorchANI's order: each atom's pairs as the first atom, then as the second.
+        for p, (a, b) in enumerate(pairs):
+            if species[a] == e:
+                pair_of.append(p)
+                pair_slot.append(rank[a] * n_elements + species[b])
+        for p, (a, b) in enumerate(pairs):
+            if species[b] == e:
+                pair_of.append(p)
+                pair_slot.append(rank[b] * n_elements + species[a])
+        pair_bounds.append(len(pair_of))
+        for a in atoms:
+            if species[a] != e:
+                continue
+            others = [b for b in atoms if b != a]
+            for i, b in enumerate(others):
+                for c in others[:i]:
+                    triples[0].append(number[a, b])
+                    triples[1].append(number[a, c])
+                    element_pair = pair_index[species[b]][species[c]]
+                    triples[2].append(rank[a] * n_pairs_of_elements + element_pair)
+        triple_bounds.append(len(triples[0]))
+    vectors = triples[0] + triples[1]
+    return Plan(
+        counts=counts,
+        first=torch.tensor([a for a, _ in pairs], dtype=torch.long),
+        second=torch.tensor([b for _, b in pairs], dtype=torch.long),
+        pair_of=torch.tensor(pair_of, dtype=torch.long),
+        pair_slot=torch.tensor(pair_slot, dtype=torch.long),
+        pair_bounds=pair_bounds,
+        side_pair=torch.tensor([v % len(pairs) for v in vectors], dtype=torch.long),
+        side_vector=torch.tensor(vectors, dtype=torch.long),
+        triple_slot=torch.tensor(triples[2], dtype=torch.long),
+        triple_bounds=triple_bounds,
+    )
+
+
+_USABLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def usable(computer) -> bool:
+    """Whether the computer's radial and angular terms are exactly zero at their
+    cutoffs (so that far pairs can be given the cutoff as their distance); asked
+    once per computer."""
+    if computer not in _USABLE:
+        _USABLE[computer] = _vanish_at_cutoffs(computer)
+    return _USABLE[computer]
+
+
+@torch.no_grad()
+def _vanish_at_cutoffs(computer) -> bool:
+    rc, ac = computer.radial.cutoff, computer.angular.cutoff
+    radial = computer.radial(torch.tensor([rc]))
+    # One side at the cutoff, one near; both at the cutoff.
+    distances = torch.tensor([[ac, ac], [1.0, ac]])
+    vectors = torch.tensor([[[ac, 0.0, 0.0]] * 2, [[0.0, 1.0, 0.0], [ac, 0.0, 0.0]]])
+    angular = computer.angular(distances, vectors)
+    return bool((radial == 0).all()) and bool((angular == 0).all())
+
+
+@torch.no_grad()
+def element_rows(
+    computer,
+    species: torch.Tensor,
+    coordinates: torch.Tensor,
+    counts: list[int],
+    step: int,
+    widths: tuple[int, int],
+) -> list[torch.Tensor | None]:
+    """`aev.compute_element_rows` for conformations that all share the atom order
+    `species[0]` (the caller checks), on the CPU, `step` conformations per batch.
+    Terms are added into the rows `widths` (radial, angular) values at a time, as
+    in `aev._rows_by_scatter`."""
+    n = len(species)
+    n_elements = len(counts)
+    pair_index = tuple(tuple(row) for row in computer.triu_index.tolist())
+    p = plan(tuple(int(e) for e in species[0]), n_elements, pair_index)
+    length, split = computer.out_dim, computer.radial_len
+    r_feats, a_feats = computer.radial.num_feats, computer.angular.num_feats
+    n_element_pairs = (length - split) // a_feats
+    n_pairs, n_triples = len(p.first), len(p.triple_slot)
+    r_cut, a_cut = computer.radial.cutoff, computer.angular.cutoff
+    far_vector = torch.tensor([a_cut, 0.0, 0.0])
+    # Where each slot starts in a conformation's rows viewed as pieces of a width.
+    wr, wa = widths
+    rank = p.pair_slot.div(n_elements, rounding_mode="floor")
+    element = p.pair_slot % n_elements
+    pair_piece = rank * (length // wr) + element * (r_feats // wr)
+    rank = p.triple_slot.div(n_element_pairs, rounding_mode="floor")
+    element_pair = p.triple_slot % n_element_pairs
+    triple_piece = rank * (length // wa) + split // wa + element_pair * (a_feats // wa)
+
+    out = [torch.empty((n * k, length)) if k else None for k in counts]
+    by_atom = coordinates.permute(1, 0, 2)  # (A, n, 3)
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        m = j - i
+        x = by_atom[:, i:j].to(torch.float32).contiguous()
+        vector = x[p.second] - x[p.first]  # (P, m, 3), from first to second
+        distance = vector.norm(2, -1)  # (P, m)
+        radial = computer.radial(distance.clamp(max=r_cut).view(-1))
+        radial = radial.view(n_pairs, m, r_feats)
+
+        side_pair, side_vector = p.side_pair, p.side_vector
+        pieces, bounds, kept = triple_piece, p.triple_bounds, n_triples
+        far = distance > a_cut
+        if bool(far.any()):
+            distance = torch.where(far, a_cut, distance)
+            vector = torch.where(far.unsqueeze(-1), far_vector, vector)
+            # Triples with a far side in every conformation of the batch add nothing.
+            near = ~far
+            alive = (
+                near.index_select(0, side_pair[:n_triples])
+                & near.index_select(0, side_pair[n_triples:])
+            ).any(1)
+            keep = torch.nonzero(alive)[:, 0]
+            if len(keep) < n_triples:
+                both = torch.cat((keep, keep + n_triples))
+                side_pair, side_vector = side_pair[both], side_vector[both]
+                pieces, kept = pieces[keep], len(keep)
+                bounds = torch.searchsorted(keep, torch.tensor(bounds)).tolist()
+        vectors = torch.cat((vector, -vector))  # (2P, m, 3): directed, from centre
+        angular = None
+        if kept:
+            angular = computer.angular(
+                distance.index_select(0, side_pair).view(2, kept * m),
+                vectors.index_select(0, side_vector).view(2, kept * m, 3),
+            ).view(kept, m, a_feats)
+
+        for e, k in enumerate(counts):
+            if not k:
+                continue
+            rows = out[e][i * k : j * k]
+            rows.zero_()
+            lo, hi = p.pair_bounds[e], p.pair_bounds[e + 1]
+            terms = radial.index_select(0, p.pair_of[lo:hi]).transpose(0, 1)
+            _add(rows.view(m, -1, wr), pair_piece[lo:hi], terms, wr)
+            lo, hi = bounds[e], bounds[e + 1]
+            if angular is not None and hi > lo:
+                terms = angular[lo:hi].transpose(0, 1)
+                _add(rows.view(m, -1, wa), pieces[lo:hi], terms, wa)
+    return out
+
+
+def _add(target: torch.Tensor, first: torch.Tensor, terms: torch.Tensor, width: int):
+    """Add terms (m, T, F) into `target` (m, pieces, width): term t's F / width
+    pieces into pieces first[t], first[t] + 1, ..., each in the order of t."""
+    for q in range(terms.shape[2] // width):
+        target.index_add_(1, first + q, terms[..., q * width : (q + 1) * width])
