@@ -55,15 +55,17 @@ class Plan(NamedTuple):
     pair_bounds: list[int]  # element e's directed pairs: [bounds[e], bounds[e + 1])
     # Triples (a centre, two sides), grouped by the centre's element: each side as
     # a pair index (the distance) and as a directed pair index (the vector, from
-    # the centre: p for a < b, P + p for a > b), sides first then seconds; and the
-    # slot rank * (element pairs) + (the sides' element pair) it adds into.
+    # the centre: p for a < b, P + p for a > b), every triple's first side, then
+    # every triple's second; and the slot rank * (element pairs) + (the sides'
+    # element pair) the triple adds into.
     side_pair: torch.Tensor  # (2T,)
     side_vector: torch.Tensor  # (2T,)
     triple_slot: torch.Tensor  # (T,)
     triple_bounds: list[int]
 
 
-@functools.lru_cache(maxsize=512)
+# A plan of 26 atoms holds about 0.3 MB of indices, one of 32 about 0.6 MB.
+@functools.lru_cache(maxsize=64)
 def plan(
     species: tuple[int, ...], n_elements: int, pair_index: tuple[tuple[int, ...], ...]
 ) -> Plan:
@@ -83,7 +85,7 @@ def plan(
         number[a, b] = p
         number[b, a] = len(pairs) + p
     pair_of, pair_slot, pair_bounds = [], [], [0]
-    triples: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
+    triples: tuple[list[int], list[int], list[int]] = ([], [], [])
     triple_bounds = [0]
     for e in range(n_elements):
         # TorchANI's order: each atom's pairs as the first atom, then as the second.
