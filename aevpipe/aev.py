@@ -205,18 +205,6 @@ def _scatter_widths(computer: torchani.AEVComputer) -> tuple[int, int] | None:
     return math.gcd(r, length), math.gcd(a, split, length)
 
 
-def _scatter(
-    target: torch.Tensor, first: torch.Tensor, terms: torch.Tensor, width: int
-) -> None:
-    """Add term rows `terms` (T, F) into `target` (rows, L) viewed as rows of
-    `width` values: term t's F / width pieces into rows `first[t]`, `first[t] + 1`,
-    ..., each piece in the order TorchANI's own `index_add_` adds the terms (so the
-    sums are bit for bit TorchANI's)."""
-    flat = target.view(-1, width)
-    for q in range(terms.shape[1] // width):
-        flat.index_add_(0, first + q, terms[:, q * width : (q + 1) * width])
-
-
 @torch.no_grad()
 def _rows_by_scatter(
     computer: torchani.AEVComputer,
@@ -262,8 +250,9 @@ def _rows_by_scatter(
         first = row[t.pairs.indices] * (length // wr) + other * (
             t.radial.shape[1] // wr
         )
-        _scatter(out, first[0], t.radial, wr)
-        _scatter(out, first[1], t.radial, wr)
+        by_radial = out.view(-1, wr)
+        dense_aev.add_in_pieces(by_radial, 0, first[0], t.radial, wr)
+        dense_aev.add_in_pieces(by_radial, 0, first[1], t.radial, wr)
         # The central atom's angular terms go to the block of its two sides'
         # element pair, after the radial half.
         sides = s.view(-1)[t.close.indices][:, t.triples.side_idxs]
@@ -274,7 +263,7 @@ def _rows_by_scatter(
             + split // wa
             + pair * (t.angular.shape[1] // wa)
         )
-        _scatter(out, first, t.angular, wa)
+        dense_aev.add_in_pieces(out.view(-1, wa), 0, first, t.angular, wa)
     return [out[starts[e] : starts[e + 1]] if k else None for e, k in enumerate(counts)]
 
 

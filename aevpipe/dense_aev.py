@@ -44,7 +44,6 @@ MAX_ATOMS = 32
 class Plan(NamedTuple):
     """Where the terms of one atom order go, per element in the element order."""
 
-    counts: list[int]  # atoms of each element
     first: torch.Tensor  # (P,) first atom of each pair a < b
     second: torch.Tensor  # (P,) its second atom
     # Directed pairs (a centre and a neighbour), grouped by the centre's element:
@@ -72,7 +71,6 @@ def plan(
     """The plan of atom order `species` (element indices), with `pair_index[i][j]`
     the index of the element pair (i, j) (TorchANI's `triu_index`)."""
     n_pairs_of_elements = max(max(row) for row in pair_index) + 1
-    counts = [species.count(e) for e in range(n_elements)]
     seen = [0] * n_elements
     rank = []
     for e in species:
@@ -111,7 +109,6 @@ def plan(
         triple_bounds.append(len(triples[0]))
     vectors = triples[0] + triples[1]
     return Plan(
-        counts=counts,
         first=torch.tensor([a for a, _ in pairs], dtype=torch.long),
         second=torch.tensor([b for _, b in pairs], dtype=torch.long),
         pair_of=torch.tensor(pair_of, dtype=torch.long),
@@ -223,16 +220,21 @@ def element_rows(
             rows.zero_()
             lo, hi = p.pair_bounds[e], p.pair_bounds[e + 1]
             terms = radial.index_select(0, p.pair_of[lo:hi]).transpose(0, 1)
-            _add(rows.view(m, -1, wr), pair_piece[lo:hi], terms, wr)
+            add_in_pieces(rows.view(m, -1, wr), 1, pair_piece[lo:hi], terms, wr)
             lo, hi = bounds[e], bounds[e + 1]
             if angular is not None and hi > lo:
                 terms = angular[lo:hi].transpose(0, 1)
-                _add(rows.view(m, -1, wa), pieces[lo:hi], terms, wa)
+                add_in_pieces(rows.view(m, -1, wa), 1, pieces[lo:hi], terms, wa)
     return out
 
 
-def _add(target: torch.Tensor, first: torch.Tensor, terms: torch.Tensor, width: int):
-    """Add terms (m, T, F) into `target` (m, pieces, width): term t's F / width
-    pieces into pieces first[t], first[t] + 1, ..., each in the order of t."""
-    for q in range(terms.shape[2] // width):
-        target.index_add_(1, first + q, terms[..., q * width : (q + 1) * width])
+def add_in_pieces(
+    target: torch.Tensor, dim: int, first: torch.Tensor, terms: torch.Tensor, width: int
+) -> None:
+    """Add terms into `target`, whose last axis is `width` values: term t (along
+    `dim` of `terms`, whose last axis holds its F values) goes in F / width pieces
+    into positions first[t], first[t] + 1, ... along `dim`, each piece's terms in
+    the order of t, as TorchANI's own `index_add_` adds them. Both the dense path
+    and `aev._rows_by_scatter` (bit for bit TorchANI's sums) add this way."""
+    for q in range(terms.shape[-1] // width):
+        target.index_add_(dim, first + q, terms[..., q * width : (q + 1) * width])
