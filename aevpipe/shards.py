@@ -22,7 +22,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
@@ -65,6 +65,61 @@ def layout_from_attr(data: list[dict[str, Any]]) -> tuple[GroupLayout, ...]:
     )
 
 
+class ArraySpec(NamedTuple):
+    """One array of a store: its path in the store, last name, shape and dtype."""
+
+    path: str
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+def array_specs(
+    groups: tuple[GroupLayout, ...], elements: tuple[str, ...], aev_length: int
+) -> list[ArraySpec]:
+    """Every array a store of these group layouts holds, in path order: `create`
+    makes them and `finish` sums them, without opening any."""
+    specs = []
+    for layout in groups:
+        a, c = layout.n_atoms, layout.n_conformations
+        group = keys.group_name(a)
+        per_conformation = (
+            (keys.ENERGY, (c,), "f8"),
+            (keys.SPECIES, (c, a), "i1"),
+            (keys.MOLECULE, (c,), "i4"),
+            (keys.INDEX, (c,), "i4"),
+            (keys.SPLIT, (c,), "i1"),
+        )
+        for name, shape, dtype in per_conformation:
+            specs.append(ArraySpec(f"{group}/{name}", name, shape, dtype))
+        for element, rows in zip(elements, layout.total_rows(), strict=True):
+            if rows:
+                for name, shape, dtype in (
+                    (keys.AEV, (rows, aev_length), "f4"),
+                    (keys.CONFORMATION, (rows,), "i4"),
+                ):
+                    path = f"{group}/{element}/{name}"
+                    specs.append(ArraySpec(path, name, shape, dtype))
+    return sorted(specs)
+
+
+def _chunks(spec: ArraySpec, chunk_rows: int) -> tuple[int, ...]:
+    """Per-conformation arrays: CONFORMATION_CHUNK conformations a chunk; AEVs:
+    `chunk_rows` rows; row -> conformation (4 bytes a row): as long as the larger."""
+    n = spec.shape[0]
+    if spec.name == keys.AEV:
+        first = chunk_rows
+    elif spec.name == keys.CONFORMATION:
+        first = max(chunk_rows, CONFORMATION_CHUNK)
+    else:
+        first = CONFORMATION_CHUNK
+    return (min(first, n), *spec.shape[1:])
+
+
 def create(
     path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
 ) -> None:
@@ -91,34 +146,14 @@ def _create(
     memory = zarr.MemoryStore()
     root = zarr.open_group(memory, mode="w")
     root.attrs.put({**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)})
-    for layout in plan.groups:
-        a, c = layout.n_atoms, layout.n_conformations
-        group = root.create_group(keys.group_name(a))
-        chunk = min(CONFORMATION_CHUNK, c)
-        opts = {"compressor": COMPRESSOR}
-        group.zeros(keys.ENERGY, shape=(c,), chunks=(chunk,), dtype="f8", **opts)
-        group.zeros(keys.SPECIES, shape=(c, a), chunks=(chunk, a), dtype="i1", **opts)
-        for name in (keys.MOLECULE, keys.INDEX):
-            group.zeros(name, shape=(c,), chunks=(chunk,), dtype="i4", **opts)
-        group.zeros(keys.SPLIT, shape=(c,), chunks=(chunk,), dtype="i1", **opts)
-        for element, rows in zip(aev.elements, layout.total_rows(), strict=True):
-            if rows == 0:
-                continue
-            sub = group.create_group(element)
-            sub.zeros(
-                keys.AEV,
-                shape=(rows, aev.aev_length),
-                chunks=(min(chunk_rows, rows), aev.aev_length),
-                dtype="f4",
-                **opts,
-            )
-            sub.zeros(  # 4 bytes a row: chunks as long as the per-conformation ones
-                keys.CONFORMATION,
-                shape=(rows,),
-                chunks=(min(max(chunk_rows, CONFORMATION_CHUNK), rows),),
-                dtype="i4",
-                **opts,
-            )
+    for spec in array_specs(plan.groups, aev.elements, aev.aev_length):
+        root.zeros(
+            spec.path,
+            shape=spec.shape,
+            chunks=_chunks(spec, chunk_rows),
+            dtype=spec.dtype,
+            compressor=COMPRESSOR,
+        )
     (path / keys.PROGRESS_DIR).mkdir(parents=True)
     # The root's own metadata last: a folder that has it has every array.
     for key in sorted(memory, key=lambda k: "/" not in k):
@@ -457,14 +492,6 @@ def is_complete(path: Path) -> bool:
     return (Path(path) / keys.MANIFEST).is_file()
 
 
-def _array_paths(root: zarr.Group) -> list[str]:
-    paths: list[str] = []
-    root.visitvalues(
-        lambda v: paths.append(v.path) if isinstance(v, zarr.Array) else None
-    )
-    return sorted(paths)
-
-
 def _checksum(
     path: Path, array: str, known: dict[str, tuple[int, int]]
 ) -> tuple[str, int]:
@@ -499,12 +526,19 @@ def finish(
     attrs = dict(root.attrs)
     layouts = layout_from_attr(attrs[keys.ATTR_LAYOUT])
     elements = attrs[keys.ATTR_ELEMENTS]
+    aev_length = AEVParams.from_dict(attrs[keys.ATTR_AEV_PARAMS]).aev_length
     arrays, total_bytes, raw_bytes = {}, 0, 0
-    for name in _array_paths(root):
-        checksum, size = _checksum(path, name, known or {})
-        arrays[name] = {"crc32": checksum, "bytes": size}
+    for spec in array_specs(layouts, tuple(elements), aev_length):
+        try:
+            checksum, size = _checksum(path, spec.path, known or {})
+        except FileNotFoundError:
+            raise StoreError(
+                f"{path}: array {spec.path} is missing; featurize again with "
+                "--overwrite"
+            ) from None
+        arrays[spec.path] = {"crc32": checksum, "bytes": size}
         total_bytes += size
-        raw_bytes += root[name].nbytes
+        raw_bytes += spec.nbytes
     manifest = {
         keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
         "conformations": {

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import torchani
+import zarr
 
 from aevpipe import keys, shards
 from aevpipe.ani1 import ANI1File
@@ -241,6 +243,24 @@ def test_manifest_checksums_find_a_damaged_chunk(release_file, tmp_path):
     chunk.write_bytes(bytes(data[:-1]))
     known = {f"{name}/0.0": (0, len(data))}
     assert shards._checksum(out, name, known) == shards._checksum(out, name, {})
+
+
+def test_manifest_lists_every_array_and_a_missing_one_is_an_error(
+    release_file, tmp_path
+):
+    out = tmp_path / "aev"
+    featurize([str(release_file)], out, settings(), progress=False)
+    manifest = json.loads((out / keys.MANIFEST).read_text())
+    arrays = []
+    zarr.open_group(str(out), mode="r").visitvalues(
+        lambda v: arrays.append(v) if isinstance(v, zarr.Array) else None
+    )
+    assert sorted(manifest["arrays"]) == sorted(a.path for a in arrays)
+    assert manifest["uncompressed_bytes"] == sum(a.nbytes for a in arrays)
+    name = f"n005/H/{keys.CONFORMATION}"
+    shutil.rmtree(out / name)
+    with pytest.raises(StoreError, match=f"array {name} is missing"):
+        shards.finish(out, {})
 
 
 @pytest.mark.parametrize("threads", [1, 3])
