@@ -194,11 +194,17 @@ class ANI1File:
             formula=formula(list(symbols)),
         )
 
-    def read(self, group: str, start: int, stop: int) -> Block:
-        """Conformations [start, stop) of `group`: coordinates, energies, symbols."""
+    def read(
+        self, group: str, start: int, stop: int, check_finite: bool = False
+    ) -> Block:
+        """Conformations [start, stop) of `group`: coordinates, energies, symbols.
+        With `check_finite`, an InputError when any coordinate or energy is NaN or
+        infinite."""
         g = self._file()[group]
         coords = np.asarray(g["coordinates"][start:stop], dtype=np.float32)
         energies = np.asarray(g["energies"][start:stop], dtype=np.float64)
+        if check_finite:
+            self._require_finite(group, start, coordinates=coords, energies=energies)
         species = g["species"]
         raw = species[()] if species.ndim == 1 else species[start:stop]
         symbols = _decode_symbols(raw, self.path, group)
@@ -213,11 +219,17 @@ class ANI1File:
         for start in range(0, n, block_size):
             stop = min(n, start + block_size)
             for key in ("coordinates", "energies"):
-                values = g[key][start:stop]
-                if not np.isfinite(values).all():
-                    bad = start + int(np.argwhere(~np.isfinite(values))[0][0])
-                    raise InputError(
-                        self.path,
-                        group,
-                        f"{key} has NaN or infinite values (conformation {bad})",
-                    )
+                self._require_finite(group, start, **{key: g[key][start:stop]})
+
+    def _require_finite(self, group: str, start: int, **values: np.ndarray) -> None:
+        """InputError naming the first conformation (`start` is the first one's
+        index) whose values are NaN or infinite."""
+        for key, v in values.items():
+            finite = np.isfinite(v)
+            if not finite.all():
+                bad = start + int(np.argwhere(~finite)[0][0])
+                raise InputError(
+                    self.path,
+                    group,
+                    f"{key} has NaN or infinite values (conformation {bad})",
+                )

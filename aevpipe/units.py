@@ -137,7 +137,8 @@ class ComputedUnit:
 
 
 def compute_unit(task: UnitTask) -> ComputedUnit:
-    """Read the unit's conformations, sort them by split, compute their AEVs.
+    """Read the unit's conformations (an InputError when a value is NaN or
+    infinite), sort them by split, compute their AEVs.
 
     Sorting the inputs (small) rather than the AEVs (large) makes each split part
     a contiguous range of every element's rows.
@@ -146,7 +147,9 @@ def compute_unit(task: UnitTask) -> ComputedUnit:
         torch.set_num_threads(task.threads)
     keep_freed_memory()
     unit = task.unit
-    block = _reader(task.file).read(task.group, unit.start, unit.stop)
+    block = _reader(task.file).read(
+        task.group, unit.start, unit.stop, check_finite=True
+    )
     species = species_indices(block.symbols, task.aev.elements, task.file, task.group)
     codes = _molecule_splits(
         task.split, unit.molecule, task.n_conformations_of_molecule, task.molecule_code

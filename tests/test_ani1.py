@@ -87,6 +87,10 @@ def test_nan_values(release_file):
     f = ANI1File(release_file)
     with pytest.raises(InputError, match="NaN or infinite.*conformation 7"):
         f.check_finite("/gdb11_s01/gdb11_s01-1", block_size=4)
+    with pytest.raises(InputError, match="coordinates has NaN.*conformation 7"):
+        f.read("/gdb11_s01/gdb11_s01-1", 5, 9, check_finite=True)
+    f.read("/gdb11_s01/gdb11_s01-1", 5, 9)  # unchecked: the caller's choice
+    f.read("/gdb11_s01/gdb11_s01-1", 8, 20, check_finite=True)
 
 
 def test_file_errors(tmp_path):

@@ -390,17 +390,34 @@ def test_dask_executor_writes_the_same_store(release_file, tmp_path):
     assert_same_store(a, b)
 
 
-def test_bad_input_leaves_no_complete_store(release_file, tmp_path):
+@pytest.mark.parametrize("workers", [None, 2])
+def test_bad_input_leaves_no_complete_store(release_file, tmp_path, workers):
     import h5py
+
+    if workers:
+        pytest.importorskip("dask.distributed")
 
     with h5py.File(release_file, "a") as f:
         f["gdb11_s01/gdb11_s01-2/energies"][3] = np.inf
     out = tmp_path / "aev"
-    with pytest.raises(InputError, match="gdb11_s01-2: energies has NaN"):
-        featurize([str(release_file)], out, settings(), progress=False)
+    # Values are checked as units read them: the run stops with the group, the
+    # conformation and what to do, and leaves a store that readers refuse.
+    with pytest.raises(
+        InputError,
+        match=r"gdb11_s01-2: energies has NaN or infinite values \(conformation 3\);"
+        r" .* is left incomplete: fix the input, or pass --skip-invalid --overwrite",
+    ):
+        featurize([str(release_file)], out, settings(), workers=workers, progress=False)
     assert not shards.is_complete(out)
+    with pytest.raises(StoreError, match="incomplete"):
+        shards.ShardStore.open(out)
+    # --skip-invalid checks values up front, before planning, and leaves it out.
     summary = featurize(
-        [str(release_file)], out, settings(skip_invalid=True), progress=False
+        [str(release_file)],
+        out,
+        settings(skip_invalid=True),
+        overwrite=True,
+        progress=False,
     )
     assert len(summary.skipped_molecules) == 1
     assert summary.conformations == 120 + 90 + 75
