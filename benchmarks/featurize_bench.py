@@ -1,13 +1,14 @@
 """Featurize throughput against TorchANI's AEVComputer alone, on the same data.
 
-For the s01 file and a file N times larger made from it: the whole `featurize`
-(reading, checking, AEVs, compression, writing, manifest) in conformations/s, atoms/s
-and MB/s written, next to TorchANI's AEVComputer alone on the same conformations, data
-already in memory, output thrown away. The AEVComputer-alone baseline is measured in
-several configurations and the fastest is the one compared against: glibc's default
+For the s01 file and a file N times larger made from it (twice: uncompressed, and
+gzip'd as the ANI-1 release is): the whole `featurize` (reading, checking, AEVs,
+compression, writing, manifest) in conformations/s, atoms/s and MB/s written, next
+to TorchANI's AEVComputer alone on the same conformations, data already in memory,
+output thrown away. The AEVComputer-alone baseline is measured in several
+configurations and the fastest is the one compared against: glibc's default
 allocator and aevpipe's allocator setting (aevpipe.allocator), from 4,096 to 65,536
-atoms per call, one calling loop with torch's default threads. Featurize runs
-with its default threads and, for comparison, with one unit thread.
+atoms per call, one calling loop with torch's default threads. Featurize runs with
+its default threads and, for comparison, with one unit thread.
 
 Each configuration runs in its own process (so its peak memory is its own), once
 untimed (the process's heap grows, caches fill: the first featurize of s01 x10 took
@@ -166,8 +167,16 @@ def main() -> None:
     reps = str(args.repeats)
     plain = "default malloc, 8192 atoms"
     with tempfile.TemporaryDirectory() as tmp:
-        big = replicate(Path(args.src), Path(tmp) / f"x{args.factor}.h5", args.factor)
-        for label, src in (("s01", args.src), (f"s01 x{args.factor}", str(big))):
+        x = f"x{args.factor}"
+        big = replicate(Path(args.src), Path(tmp) / f"{x}.h5", args.factor)
+        big_gz = replicate(
+            Path(args.src), Path(tmp) / f"{x}-gzip.h5", args.factor, gzip=True
+        )
+        for label, src in (
+            ("s01", args.src),
+            (f"s01 {x}", str(big)),
+            (f"s01 {x}, gzip as released", str(big_gz)),
+        ):
             rounds, ratios, ratios_plain, ratios_one = [], [], [], []
             for _ in range(args.rounds):
                 runs = {

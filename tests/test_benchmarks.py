@@ -7,6 +7,7 @@ import math
 import h5py
 
 from aevpipe.ani1 import ANI1File
+from benchmarks.common import replicate
 from benchmarks.scale_bench import count, subsample
 from benchmarks.suite import BEGIN, END, write_section
 
@@ -35,3 +36,15 @@ def test_generated_section_is_appended_then_replaced(tmp_path):
     text = results.read_text()
     assert "hand-written" in text and "second" in text and "first" not in text
     assert text.count(BEGIN) == 1
+
+
+def test_replicate_gzip_holds_the_same_values_compressed(release_file, tmp_path):
+    plain = replicate(release_file, tmp_path / "plain.h5", 3)
+    packed = replicate(release_file, tmp_path / "packed.h5", 3, gzip=True)
+    with h5py.File(release_file) as src, h5py.File(plain) as a, h5py.File(packed) as b:
+        for m in ANI1File(release_file).molecules():
+            for key in ("coordinates", "energies"):
+                assert a[m.group][key].compression is None
+                assert b[m.group][key].compression == "gzip"
+                assert len(b[m.group][key]) == 3 * len(src[m.group][key])
+                assert (a[m.group][key][()] == b[m.group][key][()]).all()
