@@ -2,8 +2,8 @@
 
 Runs, each in its own processes, on this machine:
 
-1. `featurize_bench`: featurize throughput on the real s01 and s01 x10 against
-   TorchANI's AEVComputer alone;
+1. `featurize_bench`: featurize throughput on the real s01 and s01 x10 (uncompressed,
+   and gzip'd as the release is) against TorchANI's AEVComputer alone;
 2. `train_bench`: training throughput on the real s01 at batch 256 and 2560 against
    TorchANI's recipe (as shipped, and with its data in RAM);
 3. `scale_bench` on the real s01: aevpipe's featurize and epochs against TorchANI's
