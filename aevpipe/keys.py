@@ -41,3 +41,9 @@ SPLIT_CODES = {name: code for code, name in enumerate(SPLIT_NAMES)}
 def group_name(n_atoms: int) -> str:
     """Name of the group holding conformations of `n_atoms` atoms."""
     return f"n{n_atoms:03d}"
+
+
+def array_path(n_atoms: int, name: str, element: str | None = None) -> str:
+    """Path in the store of array `name` of the `n_atoms` group, under `element` for
+    the per-element arrays: "n005/energy", "n005/H/aev"."""
+    return "/".join(filter(None, (group_name(n_atoms), element, name)))

@@ -86,7 +86,6 @@ def array_specs(
     specs = []
     for layout in groups:
         a, c = layout.n_atoms, layout.n_conformations
-        group = keys.group_name(a)
         per_conformation = (
             (keys.ENERGY, (c,), "f8"),
             (keys.SPECIES, (c, a), "i1"),
@@ -95,14 +94,14 @@ def array_specs(
             (keys.SPLIT, (c,), "i1"),
         )
         for name, shape, dtype in per_conformation:
-            specs.append(ArraySpec(f"{group}/{name}", name, shape, dtype))
+            specs.append(ArraySpec(keys.array_path(a, name), name, shape, dtype))
         for element, rows in zip(elements, layout.total_rows(), strict=True):
             if rows:
                 for name, shape, dtype in (
                     (keys.AEV, (rows, aev_length), "f4"),
                     (keys.CONFORMATION, (rows,), "i4"),
                 ):
-                    path = f"{group}/{element}/{name}"
+                    path = keys.array_path(a, name, element)
                     specs.append(ArraySpec(path, name, shape, dtype))
     return sorted(specs)
 
@@ -310,7 +309,7 @@ class StoreWriter:
         self._failed: set[ChunkKey] = set()
 
     def array(self, n_atoms: int, name: str, element: str | None = None) -> zarr.Array:
-        key = "/".join(filter(None, (keys.group_name(n_atoms), element, name)))
+        key = keys.array_path(n_atoms, name, element)
         with self._lock:
             if key not in self._arrays:
                 self._arrays[key] = self.root[key]
@@ -608,8 +607,7 @@ class ShardStore:
 
     def array(self, n_atoms: int, name: str, element: str | None = None) -> zarr.Array:
         """One array of an atom-count group (per element when `element` is given)."""
-        group = self.root[keys.group_name(n_atoms)]
-        return group[element][name] if element else group[name]
+        return self.root[keys.array_path(n_atoms, name, element)]
 
     def conformations(self, split: int) -> int:
         """Conformations in `split` over all groups."""
