@@ -24,6 +24,16 @@ class UserError(click.ClickException):
         click.echo(f"aevpipe: error: {self.format_message()}", err=True)
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line saying what was kept and how to go on; exit code 130 (the
+    shell's code for a run stopped by SIGINT), not click's bare "Aborted!"."""
+
+    exit_code = 130
+
+    def show(self, file=None) -> None:
+        click.echo(f"aevpipe: interrupted: {self.format_message()}", err=True)
+
+
 def clean_errors(fn):
     """Turn library errors (bad input, bad settings) into `UserError`."""
 
@@ -228,15 +238,21 @@ def featurize(
         skip_invalid=skip_invalid,
         threads=threads,
     )
-    summary = run(
-        list(files),
-        Path(out),
-        settings,
-        workers=workers,
-        scheduler=scheduler,
-        overwrite=overwrite,
-        progress=progress,
-    )
+    try:
+        summary = run(
+            list(files),
+            Path(out),
+            settings,
+            workers=workers,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the units finished so far are kept in {out}, which readers refuse "
+            "until it is complete; run the same command to complete it"
+        ) from None
     for line in summary.lines():
         click.echo(line)
 
@@ -372,35 +388,41 @@ def train(
         if resume:
             raise UserError("--resume needs --out (the run to continue)")
         out = Path("data/runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    if nproc > 1:
-        from torch.multiprocessing import ProcessRaisedException
+    try:
+        if nproc > 1:
+            from torch.multiprocessing import ProcessRaisedException
 
-        from aevpipe.distributed import spawn
+            from aevpipe.distributed import spawn
 
-        try:
-            spawn(
-                nproc,
-                run,
+            try:
+                spawn(
+                    nproc,
+                    run,
+                    Path(shards),
+                    Path(out),
+                    settings,
+                    resume,
+                    overwrite,
+                    progress,
+                )
+            except ProcessRaisedException as exc:
+                raise UserError(str(exc).strip().splitlines()[-1]) from None
+            metrics = json.loads((Path(out) / "metrics.json").read_text())
+        else:
+            metrics = run(
                 Path(shards),
                 Path(out),
                 settings,
-                resume,
-                overwrite,
-                progress,
-            )
-        except ProcessRaisedException as exc:
-            raise UserError(str(exc).strip().splitlines()[-1]) from None
-        metrics = json.loads((Path(out) / "metrics.json").read_text())
-    else:
-        metrics = run(
-            Path(shards),
-            Path(out),
-            settings,
-            resume=resume,
-            overwrite=overwrite,
-            progress=progress,
-            echo=click.echo,
-        ).metrics
+                resume=resume,
+                overwrite=overwrite,
+                progress=progress,
+                echo=click.echo,
+            ).metrics
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{out} keeps its settings and every finished epoch; run the same "
+            "command with --resume to continue from the last one"
+        ) from None
     r = metrics["run"]
     click.echo(
         f"stopped after epoch {r['epochs']} ({r['stop_reason']}); "

@@ -104,6 +104,63 @@ def test_an_out_that_cannot_be_made_is_one_clean_line(runner, release_file, tmp_
     assert "Traceback" not in result.output
 
 
+def test_ctrl_c_in_featurize_says_how_to_go_on(
+    runner, release_file, tmp_path, monkeypatch
+):
+    import aevpipe.stages.featurize as stage
+
+    real_write_unit, calls = stage.write_unit, []
+
+    def interrupted(task, computed):
+        if len(calls) >= 2:  # ">=": threads may pass the check together
+            raise KeyboardInterrupt
+        calls.append(task.unit.uid)
+        return real_write_unit(task, computed)
+
+    out = tmp_path / "aev"
+    args = ["featurize", str(release_file), "--out", str(out), "--no-progress"]
+    args += ["--block-size", "50"]
+    monkeypatch.setattr(stage, "write_unit", interrupted)
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 130
+    assert result.output.startswith("aevpipe: interrupted: the units finished so far")
+    assert f"kept in {out}, which readers refuse" in result.output
+    assert "run the same command to complete it" in result.output
+    assert "Aborted" not in result.output and "Traceback" not in result.output
+    assert not shards.is_complete(out)
+    monkeypatch.setattr(stage, "write_unit", real_write_unit)
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 0 and "resumed" in again.output
+    assert "already done 2" in again.output
+
+
+def test_ctrl_c_in_train_says_how_to_go_on(runner, store, tmp_path, monkeypatch):
+    from aevpipe import runs
+    from aevpipe.stages.train import Trainer
+
+    real_epoch = Trainer.train_epoch
+
+    def interrupted(self, epoch, t0):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, t0)
+
+    run = tmp_path / "run"
+    args = ["train", "--shards", str(store), "--out", str(run), "--no-progress"]
+    args += ["--max-epochs", "2", "--batch-size", "32"]
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 130
+    assert f"aevpipe: interrupted: {run} keeps" in result.output
+    assert "with --resume to continue" in result.output
+    assert "Aborted" not in result.output and "Traceback" not in result.output
+    assert len(runs.read_history(run)) == 1
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    again = runner.invoke(cli, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert [h["epoch"] for h in runs.read_history(run)] == [1, 2]
+
+
 def test_python_m_and_help():
     done = subprocess.run(
         [sys.executable, "-m", "aevpipe", "featurize", "--help"],
