@@ -24,5 +24,10 @@ class StoreError(AevpipeError):
     """A shard store that is missing, incomplete or does not fit the request."""
 
 
+class StoreWriteError(StoreError):
+    """Writing into a store failed (a full disk, no permission); what was written
+    before stays, and the store stays incomplete."""
+
+
 class RunError(AevpipeError):
     """A training run directory that does not fit the request."""

@@ -14,6 +14,7 @@ README.md:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -30,7 +31,7 @@ from numcodecs import Blosc
 
 from aevpipe import keys
 from aevpipe.config import AEVParams
-from aevpipe.errors import StoreError
+from aevpipe.errors import StoreError, StoreWriteError
 from aevpipe.plan import GroupLayout, Plan, UnitPart
 
 # lz4 level 1, no shuffle: AEVs hold long runs of exact zeros (cutoffs), which lz4
@@ -159,6 +160,17 @@ def _create(
         target = path / key
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(memory[key])
+
+
+@contextlib.contextmanager
+def _writing(path: Path, what: str):
+    """An OSError while writing `what` into the store at `path` (a full disk, no
+    permission) as a StoreWriteError naming both and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoreWriteError(f"{path}: cannot write {what} ({reason})") from exc
 
 
 @dataclass
@@ -331,8 +343,9 @@ class StoreWriter:
         (not on disk) until their write returns."""
         ok = False
         try:
-            for r0, r1, _, values in due:
-                array[r0:r1] = values
+            with _writing(self.path, array.path):
+                for r0, r1, _, values in due:
+                    array[r0:r1] = values
             ok = True
         finally:
             with self._lock:
@@ -353,7 +366,8 @@ class StoreWriter:
     ) -> None:
         array = self.array(n_atoms, name, element)
         if self.locked:
-            array[start : start + len(values)] = values
+            with _writing(self.path, array.path):
+                array[start : start + len(values)] = values
             return
         with self._lock:
             due, waiting = self._assembler(array).place(start, values)
@@ -458,13 +472,19 @@ class StoreWriter:
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def mark_done(path: Path, uid: int, stats: dict[str, Any]) -> None:
     """Record that unit `uid` is written, with its counts."""
-    _write_json_atomic(Path(path) / keys.PROGRESS_DIR / f"unit-{uid:07d}.json", stats)
+    name = f"{keys.PROGRESS_DIR}/unit-{uid:07d}.json"
+    with _writing(path, name):
+        _write_json_atomic(Path(path) / name, stats)
 
 
 def done_units(path: Path) -> dict[int, dict[str, Any]]:
@@ -554,7 +574,8 @@ def finish(
         "arrays": arrays,
         **extra,
     }
-    _write_json_atomic(path / keys.MANIFEST, manifest)
+    with _writing(path, keys.MANIFEST):
+        _write_json_atomic(path / keys.MANIFEST, manifest)
     shutil.rmtree(path / keys.PROGRESS_DIR, ignore_errors=True)
     shutil.rmtree(path / keys.LOCKS_DIR, ignore_errors=True)
     return manifest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,24 @@ def store(release_file, tmp_path) -> Path:
         progress=False,
     )
     return out
+
+
+@pytest.fixture
+def fill_disk_after(monkeypatch):
+    """Call with N: from then on, chunk writes of in-process featurize writers fail
+    after the first N chunk files, as on a full disk (metadata files still go)."""
+    from aevpipe import shards
+
+    def fill(chunk_files: int) -> None:
+        real_setitem, written = shards._ChecksummingStore.__setitem__, []
+
+        def filling(self, key, value):
+            if not key.rsplit("/", 1)[-1].startswith(".z"):
+                if len(written) >= chunk_files:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written.append(key)
+            return real_setitem(self, key, value)
+
+        monkeypatch.setattr(shards._ChecksummingStore, "__setitem__", filling)
+
+    return fill

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 
 import numpy as np
@@ -14,7 +16,7 @@ import zarr
 from aevpipe import keys, shards
 from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
-from aevpipe.errors import InputError, StoreError
+from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.stages import featurize as stage
 from aevpipe.stages.featurize import featurize
 
@@ -373,13 +375,36 @@ def test_a_failed_chunk_write_leaves_its_units_undone(release_file, tmp_path):
     assert 900 not in shards.done_units(store)  # its chunk is still a buffer
 
     def broken(*_, **__):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     array._chunk_setitem = broken
-    with pytest.raises(OSError, match="disk full"):  # the unit completing the chunk
+    full = f"cannot write n{a:03d}/energy \\(No space left on device\\)"
+    with pytest.raises(StoreWriteError, match=full):  # the unit completing the chunk
         writer._put(a, keys.ENERGY, None, n - 1, np.zeros(1), set())
     writer.unit_written(901, a, {}, set())
     assert sorted(shards.done_units(store)) == [901]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_full_disk_stops_with_one_error_and_the_same_command_completes(
+    release_file, tmp_path, monkeypatch, fill_disk_after, threads
+):
+    fresh = tmp_path / "fresh"
+    featurize([str(release_file)], fresh, settings(), progress=False)
+    out = tmp_path / "aev"
+    fill_disk_after(12)
+    full = (
+        r"aev: cannot write n\d{3}/\S+ \(No space left on device\); the units "
+        "finished so far are kept: fix that and run the same command"
+    )
+    with pytest.raises(StoreWriteError, match=full):
+        featurize([str(release_file)], out, settings(threads=threads), progress=False)
+    assert not shards.is_complete(out)
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.partial*"))
+    monkeypatch.undo()
+    resumed = featurize([str(release_file)], out, settings(), progress=False)
+    assert resumed.status == "resumed"
+    assert_same_store(fresh, out)
 
 
 def test_dask_executor_writes_the_same_store(release_file, tmp_path):

@@ -14,6 +14,7 @@ too, so that bad molecules are left out of the plan.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,7 +33,7 @@ from aevpipe.aev import TORCHANI_VERSION, resolve_device
 from aevpipe.allocator import keep_freed_memory
 from aevpipe.ani1 import ANI1File, MoleculeInfo
 from aevpipe.config import FeaturizeSettings
-from aevpipe.errors import InputError, StoreError
+from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.executors import cpu_cores, make_executor, threads_per_worker
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
 from aevpipe.units import (
@@ -251,6 +252,7 @@ def featurize(
         written = _run_units(
             out, attrs, todo, molecules, settings, workers, scheduler, progress, create
         )
+        manifest = shards.finish(out, {"skipped_molecules": skipped}, written)
     except InputError as exc:  # a NaN or infinite value, found by a unit
         raise InputError(
             exc.file,
@@ -258,8 +260,12 @@ def featurize(
             f"{exc.message}; {out} is left incomplete: fix the input, or pass "
             "--skip-invalid --overwrite to leave such groups out",
         ) from None
+    except StoreWriteError as exc:  # a full disk, no permission
+        raise StoreWriteError(
+            f"{exc}; the units finished so far are kept: fix that and run the "
+            "same command to complete the store"
+        ) from None
     summary.units_run = len(todo)
-    manifest = shards.finish(out, {"skipped_molecules": skipped}, written)
     summary.conformations = sum(manifest["conformations"].values())
     summary.atoms = manifest["atoms"]
     summary.rows = manifest["rows"]
@@ -325,6 +331,7 @@ def _run_units(
     # Torch threads per unit: set in each Dask worker, here for the whole run.
     per_unit = threads_per_worker(executor.workers)
     ready: Future | None = None
+    ran = False
     try:
         tasks = [
             UnitTask(
@@ -377,9 +384,14 @@ def _run_units(
                     bar.update(stats["conformations"])
             finally:
                 results.close()  # waits for units still running in threads
+        ran = True
     finally:
         executor.close()
         # Also on Ctrl-C, what was computed is kept; not when there is no store.
         if not executor.concurrent and (ready is None or ready.exception() is None):
-            written = flush_writes(store, plan)
+            if ran:
+                written = flush_writes(store, plan)
+            else:  # the run's own error is the one to report, not the flush's
+                with contextlib.suppress(Exception):
+                    flush_writes(store, plan)
     return written
