@@ -6,6 +6,7 @@ traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 from dataclasses import replace
 from pathlib import Path
@@ -34,8 +35,25 @@ class Interrupted(click.ClickException):
         click.echo(f"aevpipe: interrupted: {self.format_message()}", err=True)
 
 
+# OSErrors that come from the machine, not from a bug: a full disk or quota, no
+# permission, a read-only file system.
+MACHINE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+)
+
+
+def machine_error(exc: BaseException) -> str | None:
+    """'PATH: reason' for an OSError caused by the machine (MACHINE_ERRNOS), else
+    None."""
+    if not isinstance(exc, OSError) or exc.errno not in MACHINE_ERRNOS:
+        return None
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def clean_errors(fn):
-    """Turn library errors (bad input, bad settings) into `UserError`."""
+    """Turn library errors (bad input, bad settings) and the machine's (a full
+    disk, no permission) into `UserError`."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -43,6 +61,11 @@ def clean_errors(fn):
             return fn(*args, **kwargs)
         except (AevpipeError, ValueError) as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:
+            message = machine_error(exc)
+            if message is None:
+                raise
+            raise UserError(message) from None
 
     return wrapper
 
@@ -422,6 +445,14 @@ def train(
         raise Interrupted(
             f"{out} keeps its settings and every finished epoch; run the same "
             "command with --resume to continue from the last one"
+        ) from None
+    except OSError as exc:
+        message = machine_error(exc)
+        if message is None:
+            raise
+        raise UserError(
+            f"{message}; {out} keeps every finished epoch: fix that and run the "
+            "same command with --resume to continue"
         ) from None
     r = metrics["run"]
     click.echo(

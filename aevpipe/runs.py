@@ -9,6 +9,7 @@ metrics.json     train/valid/test RMSE and MAE (kcal/mol) of the best model
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -27,18 +28,34 @@ HISTORY = "history.jsonl"
 METRICS = "metrics.json"
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (a crash leaves the old file or the new one)."""
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: a crash leaves the old file or the new
+    one; a failed write (a full disk: an OSError) leaves the old one and no
+    temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (see `_write_atomic`)."""
+    _write_atomic(path, json.dumps(payload, indent=1).encode())
 
 
 def save_torch(path: Path, payload: Any) -> None:
-    """torch.save atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """torch.save atomically (see `_write_atomic`). Serialized in memory first
+    (checkpoints are a few MB): writing to a file, torch reports a full disk as a
+    RuntimeError from its zip writer, not as the OSError it is."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    _write_atomic(path, buffer.getvalue())
 
 
 def read_history(run: Path) -> list[dict[str, Any]]:
@@ -46,15 +63,21 @@ def read_history(run: Path) -> list[dict[str, Any]]:
     path = Path(run) / HISTORY
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    text = path.read_text()
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except ValueError:  # torn by a crash or a full disk while appending
+            lines.pop()
+    return [json.loads(line) for line in lines if line]
 
 
 def truncate_history(run: Path, epochs: int) -> None:
     """Keep the first `epochs` records (those the checkpoint knows of)."""
     kept = read_history(run)[:epochs]
-    tmp = Path(run) / (HISTORY + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, Path(run) / HISTORY)
+    data = "".join(json.dumps(r) + "\n" for r in kept)
+    _write_atomic(Path(run) / HISTORY, data.encode())
 
 
 def append_history(run: Path, record: dict[str, Any]) -> None:

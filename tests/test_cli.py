@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -159,6 +162,57 @@ def test_ctrl_c_in_train_says_how_to_go_on(runner, store, tmp_path, monkeypatch)
     again = runner.invoke(cli, [*args, "--resume"])
     assert again.exit_code == 0, again.output
     assert [h["epoch"] for h in runs.read_history(run)] == [1, 2]
+
+
+def test_a_full_disk_is_one_clean_line(
+    runner, release_file, tmp_path, monkeypatch, fill_disk_after
+):
+    out = tmp_path / "aev"
+    args = ["featurize", str(release_file), "--out", str(out), "--no-progress"]
+    fill_disk_after(10)
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"aevpipe: error: {out}: cannot write n0")
+    assert "(No space left on device); the units finished so far are kept" in (
+        result.output
+    )
+    assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    monkeypatch.undo()
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 0 and "resumed" in again.output
+
+
+def test_a_full_disk_in_train_is_one_clean_line_and_resume_goes_on(
+    runner, store, tmp_path, monkeypatch
+):
+    from aevpipe import runs
+
+    real_write_bytes, checkpoints = Path.write_bytes, []
+
+    def filling(self, data):
+        if self.name == runs.CHECKPOINT + ".tmp":
+            checkpoints.append(self)
+            if len(checkpoints) == 2:  # epoch 2's checkpoint: the disk is full
+                real_write_bytes(self, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write_bytes(self, data)
+
+    run = tmp_path / "run"
+    args = ["train", "--shards", str(store), "--out", str(run), "--no-progress"]
+    args += ["--max-epochs", "3", "--batch-size", "32"]
+    monkeypatch.setattr(Path, "write_bytes", filling)
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert (
+        f"aevpipe: error: {run / runs.CHECKPOINT}: No space left on device; {run} "
+        "keeps every finished epoch: fix that and run the same command with --resume"
+    ) in result.output
+    assert "Traceback" not in result.output
+    assert not list(run.glob("*.tmp"))  # the half-written checkpoint is gone
+    monkeypatch.undo()
+    again = runner.invoke(cli, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert [h["epoch"] for h in runs.read_history(run)] == [1, 2, 3]
 
 
 def test_python_m_and_help():

@@ -71,6 +71,20 @@ def test_resume_after_a_kill_mid_epoch_lands_where_a_full_run_does(store, tmp_pa
         )
 
 
+def test_a_history_line_torn_by_a_crash_is_dropped(tmp_path):
+    runs.append_history(tmp_path, {"epoch": 1})
+    runs.append_history(tmp_path, {"epoch": 2})
+    with open(tmp_path / runs.HISTORY, "a") as fh:
+        fh.write('{"epoch": 3, "train_rm')  # a full disk or a kill mid-append
+    assert [h["epoch"] for h in runs.read_history(tmp_path)] == [1, 2]
+    runs.truncate_history(tmp_path, 2)
+    assert (tmp_path / runs.HISTORY).read_text().endswith('{"epoch": 2}\n')
+    with open(tmp_path / runs.HISTORY, "a") as fh:  # damage elsewhere is an error
+        fh.write('{"epoch": \n{"epoch": 4}\n')
+    with pytest.raises(ValueError):
+        runs.read_history(tmp_path)
+
+
 def test_refusals(store, release_file, tmp_path):
     run = tmp_path / "run"
     train(store, run, settings(max_epochs=1), progress=False, echo=quiet)
