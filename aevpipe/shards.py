@@ -21,6 +21,7 @@ import os
 import shutil
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -316,7 +317,12 @@ class StoreWriter:
         self._arrays: dict[str, zarr.Array] = {}
         self._assemblers: dict[str, _ChunkAssembler] = {}
         self._inflight: dict[ChunkKey, int] = {}
-        self._waiting: list[tuple[int, dict[str, Any], set[ChunkKey]]] = []
+        # Units written but not yet on disk: uid -> (stats, the chunks it waits
+        # on), and chunk -> the units waiting on it, so that a chunk's write
+        # settles only its own units (a list scanned whole on every write made a
+        # run of 4,000 one-unit molecules take 119 s, against 6.7 s for 1,000).
+        self._waiting: dict[int, tuple[dict[str, Any], set[ChunkKey]]] = {}
+        self._waiters: dict[ChunkKey, set[int]] = {}
         self._expected: dict[int, int] = {}
         self._failed: set[ChunkKey] = set()
 
@@ -349,6 +355,7 @@ class StoreWriter:
             ok = True
         finally:
             with self._lock:
+                written = []
                 for _, _, index, _ in due:
                     if index is None:
                         continue
@@ -358,7 +365,8 @@ class StoreWriter:
                         del self._inflight[key]
                     if not ok:  # never on disk: its units are never done
                         self._failed.add(key)
-                done = self._settle()
+                    written.append(key)
+                done = self._settle(written)
             self._mark_done(done)
 
     def _put(
@@ -413,11 +421,15 @@ class StoreWriter:
         returned): mark it done now, or once its buffered chunks are written. The
         last expected unit of a group writes out the group's leftover pieces."""
         with self._lock:
-            self._waiting.append((uid, stats, set(touched)))
+            busy = {key for key in touched if self._busy(key)}
+            done = [] if busy else [(uid, stats)]
+            if busy:
+                self._waiting[uid] = (stats, busy)
+                for key in busy:
+                    self._waiters.setdefault(key, set()).add(uid)
             left = self._expected.get(n_atoms)
             if left is not None:
                 self._expected[n_atoms] = left - 1
-            done = self._settle()
         self._mark_done(done)
         if left == 1:
             self.flush(keys.group_name(n_atoms) + "/")
@@ -436,7 +448,7 @@ class StoreWriter:
         for array, due in work:
             self._write_out(array, due)
         with self._lock:
-            done = self._settle()
+            done = self._settle(list(self._waiters))
         self._mark_done(done)
 
     def chunk_checksums(self) -> dict[str, tuple[int, int]]:
@@ -453,16 +465,21 @@ class StoreWriter:
             or (assembler is not None and key[1] in assembler.open)
         )
 
-    def _settle(self) -> list[tuple[int, dict[str, Any]]]:
-        """Take the waiting units none of whose chunks is busy: they are on disk
-        (called under the lock; the caller marks them done outside it)."""
-        done, waiting = [], []
-        for uid, stats, touched in self._waiting:
-            if any(self._busy(key) for key in touched):
-                waiting.append((uid, stats, touched))
-            else:
-                done.append((uid, stats))
-        self._waiting = waiting
+    def _settle(self, chunks: list[ChunkKey]) -> list[tuple[int, dict[str, Any]]]:
+        """Of the units waiting on `chunks` (whose writes just returned), take those
+        with no chunk left to wait on: they are on disk. A chunk that is not busy
+        now was written with the buffer that held their rows. Called under the
+        lock; the caller marks them done outside it."""
+        done = []
+        for key in chunks:
+            if key not in self._waiters or self._busy(key):
+                continue
+            for uid in self._waiters.pop(key):
+                stats, busy = self._waiting[uid]
+                busy.discard(key)
+                if not busy:
+                    del self._waiting[uid]
+                    done.append((uid, stats))
         return done
 
     def _mark_done(self, done: list[tuple[int, dict[str, Any]]]) -> None:
@@ -536,10 +553,12 @@ def finish(
     path: Path,
     extra: dict[str, Any],
     known: dict[str, tuple[int, int]] | None = None,
+    on_array: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Write the manifest (counts, bytes, checksums), which makes the store complete.
     `known`: chunk files' CRC-32 and size computed when writing them (see
-    `StoreWriter.chunk_checksums`)."""
+    `StoreWriter.chunk_checksums`); others are read back (Dask workers' files: the
+    whole store). `on_array()` is called after each array's checksum."""
     path = Path(path)
     root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
     attrs = dict(root.attrs)
@@ -558,6 +577,8 @@ def finish(
         arrays[spec.path] = {"crc32": checksum, "bytes": size}
         total_bytes += size
         raw_bytes += spec.nbytes
+        if on_array is not None:
+            on_array()
     manifest = {
         keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
         "conformations": {

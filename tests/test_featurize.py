@@ -360,6 +360,27 @@ def test_block_atoms_cuts_units_not_the_store(release_file, tmp_path):
             np.testing.assert_array_equal(x[name], y[name], err_msg=name)
 
 
+def test_units_sharing_a_chunk_are_done_when_it_is_written(release_file, tmp_path):
+    """Many units, one row each, in the same chunk: none is done while the chunk
+    is a buffer, all of them once the unit completing it has written it."""
+    store = tmp_path / "aev"
+    featurize([str(release_file)], store, settings(), progress=False)
+    a = shards.ShardStore.open(store).layouts[0].n_atoms
+    (store / keys.PROGRESS_DIR).mkdir()
+    writer = shards.StoreWriter(store, locked=False)
+    n = writer.array(a, keys.ENERGY).chunks[0]
+    for uid in range(n - 1):
+        touched = set()
+        writer._put(a, keys.ENERGY, None, uid, np.full(1, float(uid)), touched)
+        writer.unit_written(uid, a, {}, touched)
+    assert shards.done_units(store) == {}
+    writer._put(a, keys.ENERGY, None, n - 1, np.full(1, n - 1.0), set())
+    writer.unit_written(n - 1, a, {}, set())
+    assert sorted(shards.done_units(store)) == list(range(n))
+    written = zarr.open_array(str(store / keys.array_path(a, keys.ENERGY)), mode="r")
+    np.testing.assert_array_equal(written[:n], np.arange(n, dtype=float))
+
+
 def test_a_failed_chunk_write_leaves_its_units_undone(release_file, tmp_path):
     """Units whose rows wait in a chunk that never reaches the disk stay undone."""
     store = tmp_path / "aev"
