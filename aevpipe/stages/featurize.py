@@ -89,20 +89,37 @@ class FeaturizeSummary:
         return out
 
 
-def sha256_file(path: str, bufsize: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in blocks."""
+def _bar(progress: bool, desc: str, **kwargs) -> tqdm:
+    """A progress bar on stderr, or a silent one. Steps before and after the units
+    pass `delay=1`: their bar shows only once they have taken a second."""
+    return tqdm(desc=desc, disable=not progress, dynamic_ncols=True, **kwargs)
+
+
+def sha256_file(path: str, bufsize: int = 1 << 22, on_read=None) -> str:
+    """Hex sha256 of a file, read in blocks (`on_read(n)` after each)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(bufsize):
             digest.update(chunk)
+            if on_read is not None:
+                on_read(len(chunk))
     return digest.hexdigest()
 
 
 def scan_inputs(
-    files: list[str], settings: FeaturizeSettings
+    files: list[str], settings: FeaturizeSettings, progress: bool = False
 ) -> tuple[list[MoleculeInfo], list[str]]:
     """Every molecule group of every file, its structure checked (and its values,
-    when bad groups are to be skipped); bad ones raise or are skipped."""
+    when bad groups are to be skipped); bad ones raise or are skipped. The whole
+    ANI-1 release is some 58,000 groups: `progress` shows a bar while they are
+    checked."""
+    with _bar(progress, "scan", unit="group", delay=1) as bar:
+        return _scan_inputs(files, settings, bar)
+
+
+def _scan_inputs(
+    files: list[str], settings: FeaturizeSettings, bar: tqdm
+) -> tuple[list[MoleculeInfo], list[str]]:
     elements = settings.aev.elements
     good: list[MoleculeInfo] = []
     skipped: list[str] = []
@@ -110,6 +127,7 @@ def scan_inputs(
         reader = ANI1File(path)
         try:
             for group, info in reader.scan():
+                bar.update()
                 try:
                     if isinstance(info, InputError):
                         raise info
@@ -131,6 +149,29 @@ def scan_inputs(
             ", ".join(files), None, "no valid molecule groups to featurize"
         )
     return good, skipped
+
+
+def _sources(files: list[str], progress: bool) -> list[dict[str, Any]]:
+    """The input files as the store's `sources` attribute, each with its sha256
+    (the whole ANI-1 release is some GB to hash: `progress` shows a bar)."""
+    sizes = [Path(f).stat().st_size for f in files]
+    sources = []
+    with _bar(
+        progress, "sha256", total=sum(sizes), unit="B", unit_scale=True, delay=1
+    ) as bar:
+        for f, size in zip(files, sizes, strict=True):
+            with ANI1File(f) as reader:
+                synthetic = reader.is_synthetic()
+            sources.append(
+                {
+                    "path": str(Path(f).resolve()),
+                    "name": Path(f).name,
+                    "sha256": sha256_file(f, on_read=bar.update),
+                    "size": size,
+                    "synthetic": synthetic,
+                }
+            )
+    return sources
 
 
 def _shape(info: MoleculeInfo, elements: tuple[str, ...]) -> MoleculeShape:
@@ -186,7 +227,7 @@ def featurize(
     t0 = time.perf_counter()
     out = Path(out)
     resolve_device(settings.device)  # a bad device fails before any reading
-    molecules, skipped = scan_inputs(files, settings)
+    molecules, skipped = scan_inputs(files, settings, progress)
     elements = settings.aev.elements
     plan = make_plan(
         [_shape(m, elements) for m in molecules],
@@ -194,19 +235,7 @@ def featurize(
         settings.split,
         settings.block_atoms,
     )
-    sources = []
-    for f in dict.fromkeys(m.file for m in molecules):
-        with ANI1File(f) as reader:
-            synthetic = reader.is_synthetic()
-        sources.append(
-            {
-                "path": str(Path(f).resolve()),
-                "name": Path(f).name,
-                "sha256": sha256_file(f),
-                "size": Path(f).stat().st_size,
-                "synthetic": synthetic,
-            }
-        )
+    sources = _sources(list(dict.fromkeys(m.file for m in molecules)), progress)
     attrs: dict[str, Any] = {
         keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
         keys.ATTR_AEV_PARAMS: settings.aev.to_dict(),
@@ -252,7 +281,11 @@ def featurize(
         written = _run_units(
             out, attrs, todo, molecules, settings, workers, scheduler, progress, create
         )
-        manifest = shards.finish(out, {"skipped_molecules": skipped}, written)
+        specs = len(shards.array_specs(plan.groups, elements, settings.aev.aev_length))
+        with _bar(progress, "manifest", total=specs, unit="array", delay=1) as bar:
+            manifest = shards.finish(
+                out, {"skipped_molecules": skipped}, written, on_array=bar.update
+            )
     except InputError as exc:  # a NaN or infinite value, found by a unit
         raise InputError(
             exc.file,
@@ -369,13 +402,8 @@ def _run_units(
         total = sum(u.n_conformations for u in units)
         with (
             torch_threads(0 if executor.concurrent else per_unit),
-            tqdm(
-                total=total,
-                unit="conf",
-                unit_scale=True,
-                disable=not progress,
-                desc="featurize",
-                dynamic_ncols=True,
+            _bar(
+                progress, "featurize", total=total, unit="conf", unit_scale=True
             ) as bar,
         ):
             results = executor.map_unordered(compute_unit, tasks, finish)
