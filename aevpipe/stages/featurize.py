@@ -225,6 +225,10 @@ def featurize(
 ) -> FeaturizeSummary:
     """Featurize `files` into the store at `out`; see the module docstring."""
     t0 = time.perf_counter()
+    # Before any thread starts (tqdm's first bar, even a disabled one, starts its
+    # monitor thread): a second malloc arena made before this raised the synthetic
+    # s01-s04's peak from 1,066-1,208 to 1,252-1,340 MiB (benchmarks/RESULTS.md).
+    keep_freed_memory()
     out = Path(out)
     resolve_device(settings.device)  # a bad device fails before any reading
     molecules, skipped = scan_inputs(files, settings, progress)
