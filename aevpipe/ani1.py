@@ -108,13 +108,15 @@ class ANI1File:
 
         def visit(group: h5py.Group) -> None:
             names = sorted(group.keys(), key=_natural_key)
-            if any(k in group and isinstance(group[k], h5py.Dataset) for k in REQUIRED):
+            if any(
+                k in names and group.get(k, getclass=True) is h5py.Dataset
+                for k in REQUIRED
+            ):
                 found.append(group)
                 return
             for name in names:
-                item = group.get(name)
-                if isinstance(item, h5py.Group):
-                    visit(item)
+                if group.get(name, getclass=True) is h5py.Group:
+                    visit(group[name])
 
         visit(self._file())
         return iter(found)
@@ -152,10 +154,11 @@ class ANI1File:
 
     def _inspect(self, g: h5py.Group) -> MoleculeInfo:
         name = g.name
-        missing = [k for k in REQUIRED if not isinstance(g.get(k), h5py.Dataset)]
+        found = {k: g.get(k) for k in REQUIRED}
+        missing = [k for k, v in found.items() if not isinstance(v, h5py.Dataset)]
         if missing:
             raise InputError(self.path, name, f"missing dataset(s) {missing}")
-        coords, energies, species = (g[k] for k in REQUIRED)
+        coords, energies, species = found.values()
         if coords.ndim != 3 or coords.shape[2] != 3:
             raise InputError(
                 self.path, name, f"coordinates must be (C, A, 3), got {coords.shape}"

@@ -381,7 +381,8 @@ class StoreWriter:
             due, waiting = self._assembler(array).place(start, values)
             touched.update((array.path, index) for index in waiting)
             self._start_writes(array, due)
-        self._write_out(array, due)
+        if due:
+            self._write_out(array, due)
 
     def _start_writes(self, array: zarr.Array, due) -> None:
         for _, _, index, _ in due:
