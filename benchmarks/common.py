@@ -51,6 +51,44 @@ def replicate(
     return dst
 
 
+def many_molecules(
+    src: Path, dst: Path, groups: int, conformations: int, seed: int = 0
+) -> Path:
+    """`dst`: `groups` molecule groups in the release layout, gzip'd as the release
+    is, each `conformations` consecutive conformations of one of `src`'s molecules
+    (taken in turn, from a random start) with its atoms in a random order. The
+    ANI-1 release's larger subsets hold tens of thousands of groups of a few hundred
+    conformations each; featurize runs one unit or more per group."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(src, "r") as fin:
+        sources: list[str] = []
+
+        def find(name, item):
+            if isinstance(item, h5py.Group) and "coordinates" in item:
+                sources.append(name)
+
+        fin.visititems(find)
+        with h5py.File(dst, "w") as fout:
+            top = fout.create_group("gdb11_many")
+            opts = {"compression": "gzip", "compression_opts": 6}
+            for i in range(groups):
+                item = fin[sources[i % len(sources)]]
+                coords = item["coordinates"]
+                n, a = coords.shape[:2]
+                k = min(conformations, n)
+                start = int(rng.integers(0, n - k + 1))
+                order = rng.permutation(a)
+                g = top.create_group(f"gdb11_many-{i}")
+                g.create_dataset(
+                    "coordinates", data=coords[start : start + k][:, order], **opts
+                )
+                g.create_dataset(
+                    "energies", data=item["energies"][start : start + k], **opts
+                )
+                g["species"] = item["species"][()][order]
+    return dst
+
+
 def machine() -> str:
     """One line: CPU model, cores, memory, Python, torch."""
     import torch

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import h5py
+import numpy as np
 
 from aevpipe.ani1 import ANI1File
-from benchmarks.common import replicate
+from benchmarks.common import many_molecules, replicate
 from benchmarks.scale_bench import count, subsample
 from benchmarks.suite import BEGIN, END, write_section
 
@@ -48,3 +49,25 @@ def test_replicate_gzip_holds_the_same_values_compressed(release_file, tmp_path)
                 assert b[m.group][key].compression == "gzip"
                 assert len(b[m.group][key]) == 3 * len(src[m.group][key])
                 assert (a[m.group][key][()] == b[m.group][key][()]).all()
+
+
+def test_many_molecules_are_runs_of_conformations_in_new_atom_orders(
+    release_file, tmp_path
+):
+    out = many_molecules(release_file, tmp_path / "many.h5", 12, 5)
+    with ANI1File(release_file) as src:
+        sources = src.molecules()
+        blocks = [src.read(m.group, 0, m.n_conformations) for m in sources]
+    with ANI1File(out) as f:
+        made = f.molecules()
+        assert len(made) == 12 and all(m.n_conformations == 5 for m in made)
+        for i, m in enumerate(made):
+            block = f.read(m.group, 0, 5)
+            base = blocks[i % len(sources)]
+            assert sorted(m.symbols) == sorted(sources[i % len(sources)].symbols)
+            # each conformation is a source conformation with its atoms reordered
+            key = np.sort(block.coordinates[0].round(4), axis=0)
+            assert any(
+                np.array_equal(key, np.sort(c.round(4), axis=0))
+                for c in base.coordinates
+            )
