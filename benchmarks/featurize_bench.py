@@ -67,6 +67,7 @@ def child_featurize(
         "conformations": s.conformations,
         "atoms": s.atoms,
         "bytes": s.bytes_written,
+        "units": s.units_run,
         "peak_rss_mib": peak_rss_mib(),
     }
 

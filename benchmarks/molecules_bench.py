@@ -13,10 +13,11 @@ conformations of one molecule, its atoms in a random order, gzip'd as released):
   AEVComputer alone on the same conformations (data in memory, output thrown away;
   the faster of 4,096 and 16,384 atoms per call, aevpipe's allocator).
 
-Each configuration runs in its own process, once, after an untimed warm-up run of
-featurize on the source file (process start-up, imports and first calls are not
-timed; AEVComputer alone warms up with a whole untimed pass). This machine's speed
-drifts over minutes (benchmarks/RESULTS.md): compare figures from the same run.
+Each configuration runs in its own process (featurize_bench's children), timed once
+after an untimed run on the same file (process start-up, imports, first calls;
+featurize's timed run replaces the warm-up's store, as `--overwrite` does). This
+machine's speed drifts over minutes (benchmarks/RESULTS.md): compare figures from
+the same run.
 
     python -m benchmarks.molecules_bench ../shared/data/ani_gdb_s01.h5
 """
@@ -24,31 +25,16 @@ drifts over minutes (benchmarks/RESULTS.md): compare figures from the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 from benchmarks.common import machine, many_molecules, run_child, write_json
 
 
-def child_featurize(warm_up: str, src: str, out: str) -> dict:
-    import time
-
-    from aevpipe.config import FeaturizeSettings
-    from aevpipe.stages.featurize import featurize
-
-    settings = FeaturizeSettings(device="cpu")
-    featurize([warm_up], Path(out + "-warm-up"), settings, progress=False)
-    t0 = time.perf_counter()
-    s = featurize([src], Path(out), settings, progress=False)
-    seconds = time.perf_counter() - t0
-    return {
-        "seconds": seconds,
-        "conformations": s.conformations,
-        "atoms": s.atoms,
-        "units": s.units_run,
-        "bytes": s.bytes_written,
-    }
+def featurize(child: list[str], src: Path, store: str) -> dict:
+    """featurize_bench's child: one untimed run on `src`, then one timed run with
+    `--overwrite`, default threads."""
+    return run_child([*child, "featurize", str(src), store, "cpu", "0", "1"])
 
 
 def main() -> None:
@@ -58,25 +44,22 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=2000)
     ap.add_argument("--conformations", type=int, default=250)
     ap.add_argument("--json", help="also write the figures to this file")
-    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child_featurize(*args.child)))
-        return
-    featurize = ["-m", "benchmarks.molecules_bench", "--child", args.src]
-    aev = ["-m", "benchmarks.featurize_bench", "--child", "aev"]
+    child = ["-m", "benchmarks.featurize_bench", "--child"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for groups in (int(g) for g in args.small_groups.split(",")):
             src = many_molecules(Path(args.src), Path(tmp) / f"g{groups}.h5", groups, 4)
-            run = run_child([*featurize, str(src), f"{tmp}/store-g{groups}"])
+            run = featurize(child, src, f"{tmp}/store-g{groups}")
             rows.append({"groups": groups, "conformations_per_group": 4, **run})
         src = many_molecules(
             Path(args.src), Path(tmp) / "many.h5", args.groups, args.conformations
         )
-        run = run_child([*featurize, str(src), f"{tmp}/store-many"])
+        run = featurize(child, src, f"{tmp}/store-many")
         alone = {
-            atoms: run_child([*aev, str(src), "cpu", "aevpipe", str(atoms), "1"])
+            atoms: run_child(
+                [*child, "aev", str(src), "cpu", "aevpipe", f"{atoms}", "1"]
+            )
             for atoms in (4096, 16384)
         }
         best = min(alone, key=lambda k: alone[k]["seconds"])
