@@ -20,7 +20,7 @@ ATTR_PLAN = "plan"  # fingerprint of the work plan, to resume safely
 ATTR_LAYOUT = "layout"  # per group: conformations and rows per element, per split
 
 MANIFEST = "manifest.json"  # written last: a store without it is incomplete
-PROGRESS_DIR = ".progress"  # one marker file per finished work unit
+PROGRESS_DIR = ".progress"  # marker files of finished work units
 LOCKS_DIR = ".locks"  # chunk locks for concurrent writers
 
 # Per-conformation arrays of an atom-count group n{A:03d}; C conformations.

@@ -377,8 +377,23 @@ def test_units_sharing_a_chunk_are_done_when_it_is_written(release_file, tmp_pat
     writer._put(a, keys.ENERGY, None, n - 1, np.full(1, n - 1.0), set())
     writer.unit_written(n - 1, a, {}, set())
     assert sorted(shards.done_units(store)) == list(range(n))
+    # The chunk's write settled all but the last together: one marker file for them.
+    assert len(list((store / keys.PROGRESS_DIR).iterdir())) == 2
     written = zarr.open_array(str(store / keys.array_path(a, keys.ENERGY)), mode="r")
     np.testing.assert_array_equal(written[:n], np.arange(n, dtype=float))
+
+
+def test_progress_files_of_earlier_versions_still_count(tmp_path):
+    """Earlier versions wrote one marker per unit; a store they left incomplete
+    resumes with those units done."""
+    (tmp_path / keys.PROGRESS_DIR).mkdir()
+    (tmp_path / keys.PROGRESS_DIR / "unit-0000007.json").write_text('{"atoms": 5}')
+    shards.mark_done(tmp_path, [(3, {"atoms": 4}), (9, {"atoms": 6})])
+    assert shards.done_units(tmp_path) == {
+        3: {"atoms": 4},
+        7: {"atoms": 5},
+        9: {"atoms": 6},
+    }
 
 
 def test_a_failed_chunk_write_leaves_its_units_undone(release_file, tmp_path):
