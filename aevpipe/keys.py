@@ -18,6 +18,7 @@ ATTR_SPLIT = "split"  # {fractions, seed, by}
 ATTR_MOLECULES = "molecules"  # [{file, group, formula}]
 ATTR_PLAN = "plan"  # fingerprint of the work plan, to resume safely
 ATTR_LAYOUT = "layout"  # per group: conformations and rows per element, per split
+ATTR_CHUNK_ROWS = "chunk_rows"  # rows per chunk of the AEV arrays
 
 MANIFEST = "manifest.json"  # written last: a store without it is incomplete
 PROGRESS_DIR = ".progress"  # marker files of finished work units

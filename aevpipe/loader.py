@@ -230,7 +230,7 @@ class ShardLoader:
         self.self_energies = np.asarray(self_energies, np.float64)
         self.elements = store.elements
         row_bytes = store.aev.aev_length * 4
-        chunk_rows = int(store.attrs.get("chunk_rows", 4096))
+        chunk_rows = int(store.attrs.get(keys.ATTR_CHUNK_ROWS, 4096))
         # A block of about one chunk, but at most 1/8 of the budget so windows mix.
         target_rows = max(1, min(chunk_rows, memory_limit // (8 * row_bytes)))
         self.blocks = share_blocks(

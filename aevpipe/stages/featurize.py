@@ -260,7 +260,7 @@ def featurize(
         "plan_hash": plan.fingerprint(),
         "block_size": settings.block_size,
         "block_atoms": settings.block_atoms,
-        "chunk_rows": settings.chunk_rows,
+        keys.ATTR_CHUNK_ROWS: settings.chunk_rows,
     }
     attrs[keys.ATTR_PLAN] = _job_fingerprint(attrs)
     action = _prepare_store(out, attrs, overwrite)
