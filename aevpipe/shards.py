@@ -148,17 +148,25 @@ def _create(
     if path.exists():
         shutil.rmtree(path)
     # Zarr writes the metadata into memory, then it goes to disk in one pass
-    # (Zarr's own checks on a directory cost a file-system call each).
-    memory = zarr.MemoryStore()
-    root = zarr.open_group(memory, mode="w")
-    root.attrs.put({**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)})
+    # (Zarr's own checks on a directory cost a file-system call each). Its
+    # `init_group` and `init_array` write what `Group.zeros` writes (a test compares
+    # the bytes) in half the time, 1.2 ms against 2.4 ms on s01, without building
+    # a Group and an Array object for each array; that time holds the GIL while
+    # the first units compute.
+    memory: dict[str, bytes] = {}
+    zarr.storage.init_group(memory)
+    memory[".zattrs"] = zarr.util.json_dumps(
+        {**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)}
+    )
     for spec in array_specs(plan.groups, aev.elements, aev.aev_length):
-        root.zeros(
-            spec.path,
+        zarr.storage.init_array(
+            memory,
+            path=spec.path,
             shape=spec.shape,
             chunks=chunk_shape(spec, chunk_rows),
             dtype=spec.dtype,
             compressor=COMPRESSOR,
+            fill_value=0,
         )
     (path / keys.PROGRESS_DIR).mkdir(parents=True)
     # The root's own metadata last: a folder that has it has every array.

@@ -230,6 +230,32 @@ def assert_checksums(store):
         assert shards._checksum(store, name, {}) == (entry["crc32"], entry["bytes"])
 
 
+def test_store_metadata_is_what_zarr_groups_write(release_file, tmp_path):
+    """`create` writes each file of metadata as Zarr's Group API would."""
+    out = tmp_path / "aev"
+    featurize([str(release_file)], out, settings(), progress=False)
+    attrs = shards.read_attrs(out)
+    memory = zarr.MemoryStore()
+    root = zarr.open_group(memory, mode="w")
+    root.attrs.put(attrs)
+    for spec in shards._specs_of(attrs):
+        root.zeros(
+            spec.path,
+            shape=spec.shape,
+            chunks=shards.chunk_shape(spec, attrs[keys.ATTR_CHUNK_ROWS]),
+            dtype=spec.dtype,
+            compressor=shards.COMPRESSOR,
+        )
+    on_disk = {
+        str(f.relative_to(out))
+        for pattern in (".zgroup", ".zarray", ".zattrs")
+        for f in out.rglob(pattern)
+    }
+    assert on_disk == set(memory)
+    for key in memory:
+        assert (out / key).read_bytes() == memory[key], key
+
+
 def test_manifest_checksums_find_a_damaged_chunk(release_file, tmp_path):
     out = tmp_path / "aev"
     featurize([str(release_file)], out, settings(), progress=False)
