@@ -192,3 +192,11 @@ def test_batches_follow_atoms_then_triples():
     assert batch_conformations(26) == 4096 // 26
     assert batch_conformations(5000) == 1
     assert batch_conformations(9, batch_atoms=45) == 5
+
+
+def test_conformations_of_differing_composition_are_refused(computer):
+    species = torch.tensor([ORDER, ORDER[::-1], ORDER])  # one atom order reversed
+    compute_element_rows(computer, species, conformations(3), len(PARAMS.elements))
+    species[1, 0] = 2  # a carbon of the second conformation made nitrogen
+    with pytest.raises(ValueError, match="differ in composition"):
+        compute_element_rows(computer, species, conformations(3), 4)
