@@ -271,9 +271,9 @@ def _rows_by_scatter(
 def _composition(species: np.ndarray, n_elements: int) -> tuple[list[int], bool]:
     """Atoms of each element in every conformation of `species` (n, A), and whether
     all share one atom order; a ValueError when their compositions differ. In NumPy:
-    the same checks as torch operations cost a unit of a few hundred small
-    conformations about 0.2 ms, each operation a turn of the GIL between unit
-    threads."""
+    as some 30 small torch operations, each a turn of the GIL between unit threads,
+    the same checks took 0.84 s of thread time in each 6 s featurize of 2,000
+    groups of 250 small conformations (py-spy)."""
     counts = np.bincount(species[0], minlength=n_elements).tolist()
     if (species == species[:1]).all():
         return counts, True

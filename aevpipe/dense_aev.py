@@ -131,9 +131,9 @@ def _placed(
     """The plan of atom order `species`, and where each directed pair's and each
     triple's slot starts in a conformation's rows viewed as pieces of a width:
     `row` is (AEV length, radial length, radial and angular features, radial and
-    angular widths). Kept with the plan: a unit of a few hundred small conformations
-    spent about a tenth of its AEV time on these few small tensor operations,
-    under the GIL that the unit threads share."""
+    angular widths). Kept with the plan rather than made again in every call:
+    eight small tensor operations, each a turn of the GIL that the unit threads
+    share, in every unit of a few hundred small conformations."""
     p = plan(species, n_elements, pair_index)
     length, split, r_feats, a_feats, wr, wa = row
     n_element_pairs = (length - split) // a_feats

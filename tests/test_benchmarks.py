@@ -71,3 +71,16 @@ def test_many_molecules_are_runs_of_conformations_in_new_atom_orders(
                 np.array_equal(key, np.sort(c.round(4), axis=0))
                 for c in base.coordinates
             )
+
+
+def test_floor_bench_runs_the_unavoidable_work(release_file, tmp_path):
+    from benchmarks.floor_bench import child_floor
+
+    out = tmp_path / "floor"
+    result = child_floor(str(release_file), str(out), "1")
+    molecules = ANI1File(release_file).molecules()
+    assert result["conformations"] == sum(m.n_conformations for m in molecules)
+    assert len(result["all_seconds"]) == 1
+    # One folder of encoded AEV chunks per molecule and element present.
+    elements = {(i, s) for i, m in enumerate(molecules) for s in set(m.symbols)}
+    assert len(list(out.iterdir())) == len(elements)
