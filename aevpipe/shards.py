@@ -328,8 +328,8 @@ class StoreWriter:
     are assembled into whole chunks (`_ChunkAssembler`) under one lock, and encoded
     and written outside it. Arrays are known from the store's layout attribute, not
     opened, and a whole chunk is encoded and stored as Zarr would store it, without
-    Zarr's indexing (`_store_chunk`): the same bytes, without a metadata read per
-    array or Zarr's 0.16 ms of Python a chunk (s01 on one thread, cProfile;
+    Zarr's indexing (`_store_chunk`): the same bytes, without opening every array
+    (3.3 ms a run on s01) or Zarr's 0.09 ms a chunk (one thread, cProfile;
     benchmarks/RESULTS.md, session 10). Only rows that join a chunk already on disk
     (a resumed run) go through Zarr. A unit is marked done once none of its rows
     wait in a buffer or in a write still being made. Told how many units of each
