@@ -240,10 +240,12 @@ class _ChunkAssembler:
         self.chunk = chunk
         self.open: dict[int, _OpenChunk] = {}
 
-    def chunk_rows(self, row: int) -> int:
-        """Rows of the array in the chunk holding `row` (the last may hold fewer)."""
-        c0 = row - row % self.chunk
-        return min(self.spec.shape[0], c0 + self.chunk) - c0
+    def is_chunk(self, start: int, stop: int) -> bool:
+        """Whether rows [start, stop) are one whole chunk (the last may hold fewer
+        rows than the others)."""
+        return start % self.chunk == 0 and stop == min(
+            self.spec.shape[0], start + self.chunk
+        )
 
     def place(
         self, start: int, values: np.ndarray
@@ -395,10 +397,10 @@ class StoreWriter:
         try:
             with _writing(self.path, path):
                 for r0, r1, _, values in due:
-                    if r0 % assembler.chunk or r1 - r0 < assembler.chunk_rows(r0):
-                        self._zarr(path)[r0:r1] = values  # joins rows on disk
-                    else:
+                    if assembler.is_chunk(r0, r1):
                         self._store_chunk(assembler, r0 // assembler.chunk, values)
+                    else:
+                        self._zarr(path)[r0:r1] = values  # joins rows on disk
             ok = True
         finally:
             with self._lock:

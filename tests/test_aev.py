@@ -196,7 +196,8 @@ def test_batches_follow_atoms_then_triples():
 
 def test_conformations_of_differing_composition_are_refused(computer):
     species = torch.tensor([ORDER, ORDER[::-1], ORDER])  # one atom order reversed
-    compute_element_rows(computer, species, conformations(3), len(PARAMS.elements))
-    species[1, 0] = 2  # a carbon of the second conformation made nitrogen
+    n_elements = len(PARAMS.elements)
+    compute_element_rows(computer, species, conformations(3), n_elements)
+    species[1, 0] = 2  # a hydrogen of the second conformation made nitrogen
     with pytest.raises(ValueError, match="differ in composition"):
-        compute_element_rows(computer, species, conformations(3), 4)
+        compute_element_rows(computer, species, conformations(3), n_elements)
