@@ -116,7 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             floor = run_child(
-                ["-m", "benchmarks.floor_bench", "--child", src, tmp, reps]
+                ["-m", "benchmarks.floor_bench", "--child", src, f"{tmp}/floor", reps]
             )
             alone = run_child(
                 [
