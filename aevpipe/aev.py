@@ -1,12 +1,14 @@
 """AEVs with TorchANI's own AEVComputer: the only module that builds TorchANI objects.
 
 CUDA when asked or when `auto` finds it; TorchANI's cuAEV kernels when they are
-built, its pure-PyTorch path otherwise. On that path, on the CPU, featurize runs
-TorchANI's own radial and angular terms and adds them straight into each element's
-rows: for molecules of up to 32 atoms in one atom order (ANI-1's layout) on every
-pair and triple of atoms (`dense_aev`: the forward's values up to the order of the
-sums, within 1e-5), otherwise on TorchANI's own neighbour list, in its own order
-(the same bits). Tests check both against the forward.
+built, its pure-PyTorch path otherwise. On that path, on the CPU, featurize adds
+TorchANI's radial and angular terms straight into each element's rows: for
+molecules of up to 32 atoms in one atom order (ANI-1's layout) on every pair and
+triple of atoms, with TorchANI's term formulas evaluated without its slow
+subnormal exponentials (`dense_aev`, `ani_terms`: the forward's values up to the
+order of the sums and float32 rounding, within 1e-5), otherwise TorchANI's own
+terms on its own neighbour list, in its own order (the same bits). Tests check
+both against the forward.
 """
 
 from __future__ import annotations

@@ -6,23 +6,30 @@ scattered `index_add_`. For one molecule whose conformations keep one atom order
 (the ANI-1 release layout), all of that follows from the atom order alone: every
 pair and every triple (a central atom and two others) is known in advance, and so
 is the slot of the AEV row its term adds into. This module plans that once per
-atom order and then, per batch, runs TorchANI's own radial and angular term
-modules (`computer.radial`, `computer.angular`) on every pair and on every triple
+atom order and then, per batch, evaluates TorchANI's radial and angular terms
+(`ani_terms`: its formulas, or its own modules) on every pair and on every triple
 that is within the angular cutoff in at least one conformation of the batch.
 
 Pairs beyond a cutoff must add nothing, as in TorchANI, where they are never
 listed: their distance is set to the cutoff itself, where the cutoff function is
-zero, so their terms are exactly 0 (`usable` checks this for the computer's own
-terms). Terms are laid out pair (or triple) first and conformation second, so
-that gathering their inputs is cheap, and each term is added into its slot of
-every conformation's row at once (`index_add_` along the slots of the rows).
+zero, so their terms are exactly 0 (`usable` checks this for the terms used).
+Terms are laid out pair (or triple) first and conformation second, so that
+gathering their inputs is cheap. Each radial term is added into its slot of every
+conformation's row at once (`index_add_` along the slots of the rows). Angular
+terms come feature-major, (features, triples, conformations): they are summed
+into their slots in that layout, then each run of consecutive slots is copied
+into the rows in one strided copy (on s01's CH4, 8 distinct slots per hydrogen
+row against 24 triples; transposing every triple's terms instead took a quarter
+of the AEV time).
 
 The values are TorchANI's forward values up to the order of the additions into
-each slot: within 2e-6 of the forward on ANI-1-sized molecules (tests check 1e-5,
-the format's contract). On one CPU thread this took 0.55-0.58 of the time of
-`aev._rows_by_scatter` (TorchANI's neighbour list) on s01's molecules, 0.62-0.73
-on synthetic s03-s04 ones (4-14 atoms), 0.74-0.79 at 25-32 atoms and 0.89 at 50
-(benchmarks/RESULTS.md, session 7).
+each slot and the rounding of `ani_terms`: within 2e-6 of the forward on
+ANI-1-sized molecules (tests check 1e-5, the format's contract). On one CPU thread
+this took 0.55-0.58 of the time of `aev._rows_by_scatter` (TorchANI's neighbour
+list) on s01's molecules, 0.62-0.73 on synthetic s03-s04 ones (4-14 atoms),
+0.74-0.79 at 25-32 atoms and 0.89 at 50 (benchmarks/RESULTS.md, session 7), with
+TorchANI's own term modules; session 11's terms and slot sums took it from 31-32
+ms to 21 ms on s01.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ import weakref
 from typing import NamedTuple
 
 import torch
+
+from aevpipe.ani_terms import terms_of
 
 # Atoms up to which molecules take this path: every batch looks at all A(A-1)(A-2)/2
 # triples per conformation and keeps each one near in any conformation, so time and
@@ -127,9 +136,10 @@ def _placed(
     n_elements: int,
     pair_index: tuple[tuple[int, ...], ...],
     row: tuple[int, int, int, int, int, int],
-) -> tuple[Plan, torch.Tensor, torch.Tensor]:
-    """The plan of atom order `species`, and where each directed pair's and each
-    triple's slot starts in a conformation's rows viewed as pieces of a width:
+) -> tuple[Plan, torch.Tensor, torch.Tensor, list]:
+    """The plan of atom order `species`, where each directed pair's and each
+    triple's slot starts in a conformation's rows viewed as pieces of a width, and
+    the triples' distinct slots (`_slots`):
     `row` is (AEV length, radial length, radial and angular features, radial and
     angular widths). Kept with the plan rather than made again in every call:
     eight small tensor operations, each a turn of the GIL that the unit threads
@@ -143,7 +153,8 @@ def _placed(
     rank = p.triple_slot.div(n_element_pairs, rounding_mode="floor")
     element_pair = p.triple_slot % n_element_pairs
     triple_piece = rank * (length // wa) + split // wa + element_pair * (a_feats // wa)
-    return p, pair_piece, triple_piece
+    slots = _slots(triple_piece, p.triple_bounds, wa, a_feats)
+    return p, pair_piece, triple_piece, slots
 
 
 _USABLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -160,12 +171,13 @@ def usable(computer) -> bool:
 
 @torch.no_grad()
 def _vanish_at_cutoffs(computer) -> bool:
+    terms = terms_of(computer)
     rc, ac = computer.radial.cutoff, computer.angular.cutoff
-    radial = computer.radial(torch.tensor([rc]))
+    radial = terms.radial(torch.tensor([rc]))
     # One side at the cutoff, one near; both at the cutoff.
     distances = torch.tensor([[ac, ac], [1.0, ac]])
     vectors = torch.tensor([[[ac, 0.0, 0.0]] * 2, [[0.0, 1.0, 0.0], [ac, 0.0, 0.0]]])
-    angular = computer.angular(distances, vectors)
+    angular = terms.angular(distances, vectors)
     return bool((radial == 0).all()) and bool((angular == 0).all())
 
 
@@ -185,12 +197,13 @@ def element_rows(
     n = len(species)
     length, split = computer.out_dim, computer.radial_len
     r_feats, a_feats = computer.radial.num_feats, computer.angular.num_feats
-    p, pair_piece, triple_piece = _placed(
+    p, pair_piece, triple_piece, triple_slots = _placed(
         tuple(species[0].tolist()),
         len(counts),
         tuple(tuple(row) for row in computer.triu_index.tolist()),
         (length, split, r_feats, a_feats, *widths),
     )
+    terms = terms_of(computer)
     n_pairs, n_triples = len(p.first), len(p.triple_slot)
     r_cut, a_cut = computer.radial.cutoff, computer.angular.cutoff
     far_vector = torch.tensor([a_cut, 0.0, 0.0])
@@ -204,11 +217,11 @@ def element_rows(
         x = by_atom[:, i:j].to(torch.float32).contiguous()
         vector = x[p.second] - x[p.first]  # (P, m, 3), from first to second
         distance = vector.norm(2, -1)  # (P, m)
-        radial = computer.radial(distance.clamp(max=r_cut).view(-1))
+        radial = terms.radial(distance.clamp(max=r_cut).view(-1))
         radial = radial.view(n_pairs, m, r_feats)
 
         side_pair, side_vector = p.side_pair, p.side_vector
-        pieces, bounds, kept = triple_piece, p.triple_bounds, n_triples
+        slots, kept = triple_slots, n_triples
         far = distance > a_cut
         if bool(far.any()):
             distance = torch.where(far, a_cut, distance)
@@ -223,15 +236,15 @@ def element_rows(
             if len(keep) < n_triples:
                 both = torch.cat((keep, keep + n_triples))
                 side_pair, side_vector = side_pair[both], side_vector[both]
-                pieces, kept = pieces[keep], len(keep)
-                bounds = torch.searchsorted(keep, torch.tensor(bounds)).tolist()
+                slots = _slots(triple_piece[keep], p.triple_bounds, wa, a_feats, keep)
+                kept = len(keep)
         vectors = torch.cat((vector, -vector))  # (2P, m, 3): directed, from centre
         angular = None
         if kept:
-            angular = computer.angular(
+            angular = terms.angular(
                 distance.index_select(0, side_pair).view(2, kept * m),
                 vectors.index_select(0, side_vector).view(2, kept * m, 3),
-            ).view(kept, m, a_feats)
+            ).view(a_feats, kept, m)
 
         for e, k in enumerate(counts):
             if not k:
@@ -239,12 +252,49 @@ def element_rows(
             rows = out[e][i * k : j * k]
             rows.zero_()
             lo, hi = p.pair_bounds[e], p.pair_bounds[e + 1]
-            terms = radial.index_select(0, p.pair_of[lo:hi]).transpose(0, 1)
-            add_in_pieces(rows.view(m, -1, wr), 1, pair_piece[lo:hi], terms, wr)
-            lo, hi = bounds[e], bounds[e + 1]
+            pair_terms = radial.index_select(0, p.pair_of[lo:hi]).transpose(0, 1)
+            add_in_pieces(rows.view(m, -1, wr), 1, pair_piece[lo:hi], pair_terms, wr)
+            lo, hi, slot_of, runs = slots[e]
             if angular is not None and hi > lo:
-                terms = angular[lo:hi].transpose(0, 1)
-                add_in_pieces(rows.view(m, -1, wa), 1, pieces[lo:hi], terms, wa)
+                # Each slot's sum over its triples, feature-major, then copied in,
+                # a run of consecutive slots at a time.
+                sums = angular.new_zeros((a_feats, runs[-1][2], m))
+                sums.index_add_(1, slot_of, angular[:, lo:hi])
+                by_slot = sums.permute(2, 1, 0)  # (m, slots, features)
+                target = rows.view(m, -1)
+                for start, u0, u1 in runs:
+                    stop = start + (u1 - u0) * a_feats
+                    target[:, start:stop].view(m, -1, a_feats).copy_(by_slot[:, u0:u1])
+    return out
+
+
+def _slots(
+    pieces: torch.Tensor,
+    bounds: list[int],
+    width: int,
+    feats: int,
+    keep: torch.Tensor | None = None,
+) -> list[tuple[int, int, torch.Tensor, list[tuple[int, int, int]]]]:
+    """Per element, from where each triple's slot of `feats` values starts in a
+    conformation's rows (`pieces`, in pieces of `width` values; the triples
+    grouped by their centre's element, element e's in [bounds[e], bounds[e + 1])
+    of the plan, of which only `keep` are here): the range [lo, hi) of its triples
+    here, each triple's index among its distinct slots (in the order of the rows),
+    and those slots as runs (first value in the rows, first slot, last slot + 1)
+    of slots that follow one another in the rows."""
+    if keep is not None:
+        bounds = torch.searchsorted(keep, torch.tensor(bounds)).tolist()
+    out = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        first, slot_of = torch.unique(pieces[lo:hi], return_inverse=True)
+        runs: list[list[int]] = []
+        for u, piece in enumerate(first.tolist()):
+            start = piece * width
+            if runs and runs[-1][0] + (u - runs[-1][1]) * feats == start:
+                runs[-1][2] = u + 1
+            else:
+                runs.append([start, u, u + 1])
+        out.append((lo, hi, slot_of, [(a, b, c) for a, b, c in runs]))
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchani
 
-from aevpipe import dense_aev
+from aevpipe import ani_terms, dense_aev
 from aevpipe.aev import (
     _rows_by_copy,
     _rows_by_scatter,
@@ -33,9 +33,12 @@ def computer():
     return build_aev_computer(PARAMS, torch.device("cpu"))
 
 
-@pytest.fixture(scope="module", params=["ani1x", "ani2x"])
+@pytest.fixture(scope="module", params=["ani1x", "ani2x", "ani1x-smooth"])
 def any_computer(request):
-    params = getattr(AEVParams, request.param)()
+    name, _, cutoff = request.param.partition("-")
+    params = getattr(AEVParams, name)()
+    if cutoff:
+        params = dataclasses.replace(params, cutoff_fn=cutoff)
     return build_aev_computer(params, torch.device("cpu")), len(params.elements)
 
 
@@ -201,3 +204,80 @@ def test_conformations_of_differing_composition_are_refused(computer):
     species[1, 0] = 2  # a hydrogen of the second conformation made nitrogen
     with pytest.raises(ValueError, match="differ in composition"):
         compute_element_rows(computer, species, conformations(3), n_elements)
+
+
+def _sides(n: int, cutoff: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances (2, n) up to `cutoff` and the matching side vectors (2, n, 3)."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.nn.functional.normalize(
+        torch.randn((2, n, 3), generator=g), dim=-1
+    )
+    distances = 0.5 + torch.rand((2, n), generator=g) * (cutoff - 0.5)
+    return distances, directions * distances.unsqueeze(-1)
+
+
+def test_standard_terms_are_torchanis_terms(any_computer):
+    """Every radial and angular feature of TorchANI's modules, feature-major for
+    the angular ones, to float32 rounding; at the cutoffs exactly 0."""
+    computer, _ = any_computer
+    terms = ani_terms.terms_of(computer)
+    assert isinstance(terms, ani_terms.StandardTerms)
+    rc, ac = computer.radial.cutoff, computer.angular.cutoff
+    d = torch.linspace(0.3, rc, 4001)
+    torch.testing.assert_close(
+        terms.radial(d), computer.radial(d), rtol=1e-5, atol=1e-7
+    )
+    distances, vectors = _sides(5000, ac, seed=6)
+    distances[1, :10] = ac
+    got = terms.angular(distances, vectors)
+    assert got.shape == (computer.angular.num_feats, 5000)
+    expected = computer.angular(distances, vectors).t()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    assert (got[:, :10] == 0).all() and (terms.radial(torch.tensor([rc])) == 0).all()
+
+
+def test_standard_terms_skip_the_slow_subnormal_exponentials(computer):
+    """Radial terms far from a shift are below float32's normal range in TorchANI
+    (0 or subnormal, where torch's CPU exp is slow). Here each exponential stays
+    normal, and is set to 0 up to 3.3e-38: within 1e-38 of TorchANI's terms (angular
+    ones within 1e-37), exactly 0 where TorchANI's are, never negative."""
+    terms = ani_terms.terms_of(computer)
+    d = torch.linspace(3.0, computer.radial.cutoff - 0.01, 500)
+    theirs = computer.radial(d)
+    assert (theirs < 1.18e-38).any() and (theirs == 0).any()
+    ours = terms.radial(d)
+    assert (ours >= 0).all() and (ours[theirs == 0] == 0).all()
+    assert (ours - theirs).abs().max() < 1e-38
+    distances, vectors = _sides(2000, computer.angular.cutoff, seed=7)
+    ours = terms.angular(distances, vectors)
+    theirs = computer.angular(distances, vectors).t()
+    tiny = theirs < 1e-30
+    assert tiny.any() and (theirs == 0).any()
+    assert (ours >= 0).all() and (ours[theirs == 0] == 0).all()
+    torch.testing.assert_close(ours[tiny], theirs[tiny], rtol=1e-5, atol=1e-37)
+
+
+def test_other_term_classes_go_through_their_modules(computer):
+    other = build_aev_computer(PARAMS, torch.device("cpu"))
+
+    class Angular(type(other.angular)):
+        pass
+
+    other.angular.__class__ = Angular
+    terms = ani_terms.terms_of(other)
+    assert isinstance(terms, ani_terms.ModuleTerms)
+    distances, vectors = _sides(100, other.angular.cutoff, seed=8)
+    assert torch.equal(
+        terms.angular(distances, vectors), other.angular(distances, vectors).t()
+    )
+    species = torch.tensor([ORDER] * 4, dtype=torch.int8)
+    coordinates = conformations(4)
+    counts = [ORDER.count(e) for e in range(4)]
+    rows = dense_aev.element_rows(
+        other, species, coordinates, counts, 3, _scatter_widths(other)
+    )
+    expected = computer(species.long(), coordinates)
+    for e in range(4):
+        mask = species == e
+        if mask.any():
+            torch.testing.assert_close(rows[e], expected[mask], rtol=0, atol=1e-5)
