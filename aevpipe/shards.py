@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import json
 import os
 import shutil
 import threading
+import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +142,46 @@ def create(
         raise StoreError(
             f"{path}: cannot create the store ({where}: {reason})"
         ) from exc
+
+
+# What `set_aside` moves an old store to, beside it: ".<name>.removing-<random>".
+SET_ASIDE = ".removing-"
+
+
+def set_aside(path: Path) -> list[Path]:
+    """Move whatever is at `path` (an old store, --overwrite) out of the way with one
+    rename, so that the new store can be made at once and the old one removed
+    while it is written (`remove`). Returns what to remove: that, and what earlier
+    runs set aside and were stopped before removing. A StoreError when it cannot
+    be moved.
+
+    Removing s01's old store (111 files) took 5-10 ms before the new one was
+    made, while the first units waited to write (benchmarks/RESULTS.md,
+    session 11); the whole release's store holds thousands of files."""
+    path = Path(path)
+    aside = sorted(path.parent.glob(f".{glob.escape(path.name)}{SET_ASIDE}*"))
+    if path.exists() or path.is_symlink():
+        target = path.with_name(f".{path.name}{SET_ASIDE}{uuid.uuid4().hex[:12]}")
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            raise StoreError(
+                f"{path}: cannot move the old store aside to replace it "
+                f"({exc.strerror or exc})"
+            ) from exc
+        aside.append(target)
+    return aside
+
+
+def remove(paths: list[Path]) -> None:
+    """Delete what `set_aside` moved aside; what cannot be deleted stays (a
+    later run tries again)."""
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _create(

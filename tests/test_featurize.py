@@ -154,10 +154,44 @@ def test_rerun_does_nothing_and_overwrite_redoes(release_file, tmp_path):
             settings(split=SplitSettings(seed=1)),
             progress=False,
         )
+    (out / "stray").write_text("of the old store")
     redo = featurize(
         [str(release_file)], out, settings(), overwrite=True, progress=False
     )
     assert redo.status == "written" and redo.units_run == first.units_run
+    # The old store was moved aside, then removed while the new one was written.
+    assert not (out / "stray").exists()
+    assert [p.name for p in out.parent.iterdir() if "aev" in p.name] == ["aev"]
+    shards.ShardStore.open(out)
+
+
+def test_old_stores_left_aside_by_a_stopped_run_are_removed(release_file, tmp_path):
+    out = tmp_path / "aev"
+    left = tmp_path / ".aev.removing-0123456789ab"  # a run killed while removing it
+    (left / "n005").mkdir(parents=True)
+    (left / "n005" / "0.0").write_bytes(b"old chunk")
+    (tmp_path / ".aevx.removing-0123456789ab").mkdir()  # another store's: kept
+    featurize([str(release_file)], out, settings(), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir() if "aev" in p.name) == [
+        ".aevx.removing-0123456789ab",
+        "aev",
+    ]
+
+
+def test_an_old_store_that_cannot_be_moved_aside_is_one_error(
+    release_file, tmp_path, monkeypatch
+):
+    out = tmp_path / "aev"
+    featurize([str(release_file)], out, settings(), progress=False)
+
+    def refused(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(shards.os, "rename", refused)
+    with pytest.raises(StoreError, match="aev: cannot move the old store aside"):
+        featurize([str(release_file)], out, settings(), overwrite=True, progress=False)
+    monkeypatch.undo()
+    shards.ShardStore.open(out)  # untouched
 
 
 def test_a_store_cut_off_while_being_created_is_refused(

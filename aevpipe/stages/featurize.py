@@ -270,8 +270,9 @@ def featurize(
     if action == "complete":
         summary.status = "complete already"
         return summary
-    create = None
+    create, discard = None, []
     if action == "new":
+        discard = shards.set_aside(out)  # removed while the new store is written
         create = functools.partial(
             shards.create, out, attrs, plan, settings.aev, settings.chunk_rows
         )
@@ -283,7 +284,16 @@ def featurize(
     summary.units_skipped = len(plan.units) - len(todo)
     try:
         written = _run_units(
-            out, attrs, todo, molecules, settings, workers, scheduler, progress, create
+            out,
+            attrs,
+            todo,
+            molecules,
+            settings,
+            workers,
+            scheduler,
+            progress,
+            create,
+            discard,
         )
         specs = len(shards.array_specs(plan.groups, elements, settings.aev.aev_length))
         with _bar(progress, "manifest", total=specs, unit="array", delay=1) as bar:
@@ -340,22 +350,33 @@ def _write_when_ready(ready: Future, task: UnitTask, computed) -> dict[str, Any]
 
 
 def _run_units(
-    out, attrs, units, molecules, settings, workers, scheduler, progress, create=None
+    out,
+    attrs,
+    units,
+    molecules,
+    settings,
+    workers,
+    scheduler,
+    progress,
+    create=None,
+    discard=(),
 ):
     """Run `units`, after `create` (the store's creation, or None when it exists);
     returns the CRC-32 and size of the chunk files written in this process (none
-    when Dask workers wrote them).
+    when Dask workers wrote them). The old stores set aside in `discard` are
+    removed in a background thread meanwhile, after the creation.
 
     In-process, the store is created in a background thread while the first units
     compute their AEVs (they wait for it to write). On s01 x10 with --overwrite,
-    creation (mostly removing the old store) took 0.019 of 0.44 s with the other
-    core idle; in 8 alternated rounds, runs took 0.475-0.524 s against 0.489-0.565
-    s before, faster in every round (benchmarks/RESULTS.md, session 6).
+    creation (then mostly removing the old store) took 0.019 of 0.44 s with the
+    other core idle; in 8 alternated rounds, runs took 0.475-0.524 s against
+    0.489-0.565 s before, faster in every round (benchmarks/RESULTS.md, session 6).
     """
     written: dict[str, tuple[int, int]] = {}
     if not units:
         if create is not None:
             create()
+        shards.remove(list(discard))
         return written
     codes = molecule_splits(settings.split, len(molecules))
     on_gpu = resolve_device(settings.device).type == "cuda"
@@ -368,6 +389,7 @@ def _run_units(
     # Torch threads per unit: set in each Dask worker, here for the whole run.
     per_unit = threads_per_worker(executor.workers)
     ready: Future | None = None
+    removed: Future | None = None
     ran = False
     try:
         tasks = [
@@ -396,13 +418,15 @@ def _run_units(
                 expect_writes(store, plan, counts)
 
         finish = write_unit
+        starter = ThreadPoolExecutor(1, thread_name_prefix="aevpipe-create")
         if executor.concurrent or create is None:
             prepare()
         else:
-            starter = ThreadPoolExecutor(1, thread_name_prefix="aevpipe-create")
             ready = starter.submit(prepare)
-            starter.shutdown(wait=False)
             finish = functools.partial(_write_when_ready, ready)
+        if discard:
+            removed = starter.submit(shards.remove, list(discard))
+        starter.shutdown(wait=False)
         total = sum(u.n_conformations for u in units)
         with (
             torch_threads(0 if executor.concurrent else per_unit),
@@ -419,6 +443,8 @@ def _run_units(
         ran = True
     finally:
         executor.close()
+        if removed is not None:
+            removed.result()
         # Also on Ctrl-C, what was computed is kept; not when there is no store.
         if not executor.concurrent and (ready is None or ready.exception() is None):
             if ran:
