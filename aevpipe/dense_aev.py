@@ -18,8 +18,8 @@ gathering their inputs is cheap. Each radial term is added into its slot of ever
 conformation's row at once (`index_add_` along the slots of the rows). Angular
 terms come feature-major, (features, triples, conformations): they are summed
 into their slots in that layout, then each run of consecutive slots is copied
-into the rows in one strided copy (on s01's CH4, 8 distinct slots per hydrogen
-row against 24 triples; transposing every triple's terms instead took a quarter
+into the rows in one strided copy (on s01's CH4, the 24 triples of its four
+hydrogens fill 8 slots; transposing every triple's terms instead took a quarter
 of the AEV time).
 
 The values are TorchANI's forward values up to the order of the additions into
@@ -192,8 +192,9 @@ def element_rows(
 ) -> list[torch.Tensor | None]:
     """`aev.compute_element_rows` for conformations that all share the atom order
     `species[0]` (the caller checks), on the CPU, `step` conformations per batch.
-    Terms are added into the rows `widths` (radial, angular) values at a time, as
-    in `aev._rows_by_scatter`."""
+    Radial terms are added into the rows `widths[0]` values at a time, as in
+    `aev._rows_by_scatter`; `widths[1]` is the unit in which the plan places the
+    angular slots."""
     n = len(species)
     length, split = computer.out_dim, computer.radial_len
     r_feats, a_feats = computer.radial.num_feats, computer.angular.num_feats
