@@ -35,6 +35,9 @@ class MoleculeInfo:
     n_atoms: int
     symbols: tuple[str, ...]  # of the first conformation, source atom order
     formula: str
+    # One (A,) species dataset for every conformation (the release layout), so
+    # `symbols` are every conformation's: readers need not read them again.
+    shared_symbols: bool = False
 
 
 @dataclass
@@ -181,6 +184,7 @@ class ANI1File:
                 f"disagrees with coordinates {coords.shape}",
             )
         symbols = _decode_symbols(species[()], self.path, name)
+        shared = symbols.ndim == 1
         if symbols.ndim == 2:
             first = sorted(symbols[0])
             if any(sorted(row) != first for row in symbols):
@@ -195,25 +199,58 @@ class ANI1File:
             n_atoms=int(n_atoms),
             symbols=tuple(symbols.tolist()),
             formula=formula(list(symbols)),
+            shared_symbols=shared,
         )
 
     def read(
-        self, group: str, start: int, stop: int, check_finite: bool = False
+        self,
+        group: str,
+        start: int,
+        stop: int,
+        check_finite: bool = False,
+        symbols: tuple[str, ...] | None = None,
     ) -> Block:
         """Conformations [start, stop) of `group`: coordinates, energies, symbols.
         With `check_finite`, an InputError when any coordinate or energy is NaN or
-        infinite."""
-        g = self._file()[group]
-        coords = np.asarray(g["coordinates"][start:stop], dtype=np.float32)
-        energies = np.asarray(g["energies"][start:stop], dtype=np.float64)
+        infinite. `symbols`: every conformation's, known from a scan of a group of
+        shared symbols (`MoleculeInfo.shared_symbols`), so not read again.
+
+        Coordinates and energies are read with h5py's low-level calls, in the
+        file's own types, then converted as NumPy converts: 0.13-0.15 ms a group of
+        250 small conformations against 0.20-0.25 ms through h5py's datasets,
+        whose objects and selections are Python that holds the GIL the unit
+        threads share (benchmarks/RESULTS.md, session 11)."""
+        coords = np.asarray(
+            self._read_rows(f"{group}/coordinates", start, stop), dtype=np.float32
+        )
+        energies = np.asarray(
+            self._read_rows(f"{group}/energies", start, stop), dtype=np.float64
+        )
         if check_finite:
             self._require_finite(group, start, coordinates=coords, energies=energies)
-        species = g["species"]
+        if symbols is not None:
+            names = np.broadcast_to(np.array(symbols), coords.shape[:2])
+            return Block(coordinates=coords, energies=energies, symbols=names)
+        species = self._file()[group]["species"]
         raw = species[()] if species.ndim == 1 else species[start:stop]
-        symbols = _decode_symbols(raw, self.path, group)
-        if symbols.ndim == 1:
-            symbols = np.broadcast_to(symbols, coords.shape[:2])
-        return Block(coordinates=coords, energies=energies, symbols=symbols)
+        names = _decode_symbols(raw, self.path, group)
+        if names.ndim == 1:
+            names = np.broadcast_to(names, coords.shape[:2])
+        return Block(coordinates=coords, energies=energies, symbols=names)
+
+    def _read_rows(self, path: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) along the first axis of dataset `path`, in its own
+        type (as `dataset[start:stop]`)."""
+        dataset = h5py.h5d.open(self._file().id, path.encode())
+        space = dataset.get_space()
+        dims = space.shape
+        start, stop = max(0, min(start, dims[0])), max(0, min(stop, dims[0]))
+        count = (stop - start, *dims[1:])
+        out = np.empty(count, dtype=dataset.dtype)
+        if out.size:
+            space.select_hyperslab((start,) + (0,) * (len(dims) - 1), count)
+            dataset.read(h5py.h5s.create_simple(count), space, out)
+        return out
 
     def check_finite(self, group: str, block_size: int) -> None:
         """InputError when any coordinate or energy of `group` is NaN or infinite."""

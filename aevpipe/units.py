@@ -42,6 +42,9 @@ class UnitTask:
     device: str
     locked: bool  # other processes write to the same store
     threads: int = 0  # torch threads in this worker; 0 leaves torch's default
+    # Every conformation's element symbols, where the scan found them shared (the
+    # release layout): the unit then does not read them again.
+    symbols: tuple[str, ...] | None = None
 
 
 @functools.lru_cache(maxsize=4)
@@ -148,7 +151,7 @@ def compute_unit(task: UnitTask) -> ComputedUnit:
     keep_freed_memory()
     unit = task.unit
     block = _reader(task.file).read(
-        task.group, unit.start, unit.stop, check_finite=True
+        task.group, unit.start, unit.stop, check_finite=True, symbols=task.symbols
     )
     species = species_indices(block.symbols, task.aev.elements, task.file, task.group)
     codes = _molecule_splits(

@@ -28,6 +28,49 @@ def test_flat_layout(flat_file):
     assert not (block.symbols == block.symbols[0]).all()  # per-conformation order
 
 
+def test_shared_symbols_are_known_from_the_scan(release_file, flat_file):
+    with ANI1File(release_file) as f:
+        mol = f.molecules()[1]
+        assert mol.shared_symbols
+        read = f.read(mol.group, 3, 40)
+        given = f.read(mol.group, 3, 40, symbols=mol.symbols)
+    assert np.array_equal(given.symbols, read.symbols)
+    assert np.array_equal(given.coordinates, read.coordinates)
+    assert np.array_equal(given.energies, read.energies)
+    with ANI1File(flat_file) as f:
+        assert not any(m.shared_symbols for m in f.molecules())
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_rows_read_as_numpy_slices_them(tmp_path):
+    """Low-level reads: the file's types converted as NumPy converts (float64
+    coordinates to float32, overflow to infinity, so the finite check sees it),
+    slices past the end clipped, a compressed and chunked dataset."""
+    path = tmp_path / "rows.h5"
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(50, 4, 3)) * 3
+    coords[7, 1, 2] = 1e300
+    with h5py.File(path, "w") as h:
+        g = h.create_group("m")
+        g.create_dataset(
+            "coordinates", data=coords, chunks=(8, 2, 3), compression="gzip"
+        )
+        g.create_dataset("energies", data=rng.normal(size=50).astype(np.float32))
+        g.create_dataset("species", data=np.array([b"C", b"H", b"H", b"O"]))
+    with ANI1File(path) as f, h5py.File(path, "r") as h:
+        for start, stop in ((0, 50), (5, 13), (45, 80), (60, 70)):
+            block = f.read("/m", start, stop)
+            expected = np.asarray(h["m/coordinates"][start:stop], dtype=np.float32)
+            assert np.array_equal(block.coordinates, expected)
+            assert block.coordinates.dtype == np.float32
+            energies = np.asarray(h["m/energies"][start:stop], dtype=np.float64)
+            assert np.array_equal(block.energies, energies)
+            assert block.energies.dtype == np.float64
+        assert np.isinf(f.read("/m", 7, 8).coordinates[0, 1, 2])
+        with pytest.raises(InputError, match="coordinates has NaN or infinite.*7"):
+            f.read("/m", 0, 50, check_finite=True)
+
+
 def test_pickle_drops_handle(release_file):
     import pickle
 

@@ -406,6 +406,11 @@ def _run_units(
                 device=settings.device,
                 locked=executor.concurrent,
                 threads=per_unit if executor.concurrent else 0,
+                symbols=(
+                    molecules[u.molecule].symbols
+                    if molecules[u.molecule].shared_symbols
+                    else None
+                ),
             )
             for u in _run_order(units)
         ]
