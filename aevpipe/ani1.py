@@ -11,6 +11,7 @@ worker processes. It imports no torch.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,34 +157,39 @@ class ANI1File:
         return out
 
     def _inspect(self, g: h5py.Group) -> MoleculeInfo:
+        """One group's structure. Datasets are opened with h5py's low-level calls:
+        its `Group.get` took 37 µs a dataset against 12 µs, and the whole release
+        is some 58,000 groups, scanned before any unit starts
+        (benchmarks/RESULTS.md, session 11)."""
         name = g.name
-        found = {k: g.get(k) for k in REQUIRED}
-        missing = [k for k, v in found.items() if not isinstance(v, h5py.Dataset)]
+        found = {}
+        for k in REQUIRED:
+            with contextlib.suppress(KeyError):  # no such object, or not a dataset
+                found[k] = h5py.h5d.open(g.id, k.encode())
+        missing = [k for k in REQUIRED if k not in found]
         if missing:
             raise InputError(self.path, name, f"missing dataset(s) {missing}")
-        coords, energies, species = found.values()
-        if coords.ndim != 3 or coords.shape[2] != 3:
+        coords, energies, species = (found[k].shape for k in REQUIRED)
+        if len(coords) != 3 or coords[2] != 3:
             raise InputError(
-                self.path, name, f"coordinates must be (C, A, 3), got {coords.shape}"
+                self.path, name, f"coordinates must be (C, A, 3), got {coords}"
             )
-        n_conf, n_atoms = coords.shape[:2]
+        n_conf, n_atoms = coords[:2]
         if n_conf == 0 or n_atoms == 0:
             raise InputError(self.path, name, "empty group (no conformations or atoms)")
-        if energies.shape != (n_conf,):
+        if energies != (n_conf,):
             raise InputError(
                 self.path,
                 name,
-                f"energies shape {energies.shape} "
-                f"disagrees with coordinates {coords.shape}",
+                f"energies shape {energies} disagrees with coordinates {coords}",
             )
-        if species.shape not in ((n_atoms,), (n_conf, n_atoms)):
+        if species not in ((n_atoms,), (n_conf, n_atoms)):
             raise InputError(
                 self.path,
                 name,
-                f"species shape {species.shape} "
-                f"disagrees with coordinates {coords.shape}",
+                f"species shape {species} disagrees with coordinates {coords}",
             )
-        symbols = _decode_symbols(species[()], self.path, name)
+        symbols = _decode_symbols(h5py.Dataset(found["species"])[()], self.path, name)
         shared = symbols.ndim == 1
         if symbols.ndim == 2:
             first = sorted(symbols[0])

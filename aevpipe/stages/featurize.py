@@ -121,6 +121,7 @@ def _scan_inputs(
     files: list[str], settings: FeaturizeSettings, bar: tqdm
 ) -> tuple[list[MoleculeInfo], list[str]]:
     elements = settings.aev.elements
+    covered = set(elements)
     good: list[MoleculeInfo] = []
     skipped: list[str] = []
     for path in files:
@@ -131,8 +132,12 @@ def _scan_inputs(
                 try:
                     if isinstance(info, InputError):
                         raise info
-                    # The same check the units make, before anything is written.
-                    species_indices(np.asarray([info.symbols]), elements, path, group)
+                    # The same check the units make, before anything is written
+                    # (its error where an element is not covered).
+                    if not covered.issuperset(info.symbols):
+                        species_indices(
+                            np.asarray([info.symbols]), elements, path, group
+                        )
                     if settings.skip_invalid:
                         reader.check_finite(
                             group, max(1, settings.block_atoms // info.n_atoms)
