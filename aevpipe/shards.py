@@ -24,7 +24,7 @@ import shutil
 import threading
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -132,9 +132,10 @@ def chunk_shape(spec: ArraySpec, chunk_rows: int) -> tuple[int, ...]:
 def create(
     path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
 ) -> None:
-    """Make an empty store for `plan`: all arrays allocated, no data, no manifest.
-    A folder that cannot be made (a file in the way, no permission, a full disk) is
-    a StoreError naming it."""
+    """Make an empty store for `plan` at `path`, where nothing is (featurize sets
+    any old store aside first): all arrays allocated, no data, no manifest. A
+    folder that cannot be made (a file in the way, no permission, a full disk) is a
+    StoreError naming it."""
     try:
         _create(Path(path), attrs, plan, aev, chunk_rows)
     except OSError as exc:
@@ -175,7 +176,7 @@ def set_aside(path: Path) -> list[Path]:
     return aside
 
 
-def remove(paths: list[Path]) -> None:
+def remove(paths: Iterable[Path]) -> None:
     """Delete what `set_aside` moved aside; what cannot be deleted stays (a
     later run tries again)."""
     for p in paths:
@@ -189,8 +190,7 @@ def remove(paths: list[Path]) -> None:
 def _create(
     path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
 ) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+    # Nothing is at `path`: featurize moved any old store aside (`set_aside`).
     # Zarr writes the metadata into memory, then it goes to disk in one pass
     # (Zarr's own checks on a directory cost a file-system call each). Its
     # `init_group` and `init_array` write what `Group.zeros` writes (a test compares

@@ -381,7 +381,7 @@ def _run_units(
     if not units:
         if create is not None:
             create()
-        shards.remove(list(discard))
+        shards.remove(discard)
         return written
     codes = molecule_splits(settings.split, len(molecules))
     on_gpu = resolve_device(settings.device).type == "cuda"
@@ -435,7 +435,7 @@ def _run_units(
             ready = starter.submit(prepare)
             finish = functools.partial(_write_when_ready, ready)
         if discard:
-            removed = starter.submit(shards.remove, list(discard))
+            removed = starter.submit(shards.remove, discard)
         starter.shutdown(wait=False)
         total = sum(u.n_conformations for u in units)
         with (
