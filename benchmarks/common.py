@@ -148,6 +148,40 @@ def train_epochs(store: str, run: str, epochs: int) -> tuple[int, list[dict], fl
     return result.metrics["train"]["n"], runs.read_history(Path(run)), seconds
 
 
+def empty_files(folder: Path) -> None:
+    """Truncate every file under `folder` to nothing: its disk space is freed, while
+    its files stay (see `file_creation_us` for why a benchmark keeps them until it
+    ends)."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            os.truncate(os.path.join(root, name), 0)
+
+
+def file_creation_us(folder: Path, n: int = 50) -> float:
+    """Microseconds to create one empty file in a new subfolder of `folder`, median
+    of `n` (the files stay).
+
+    This project's machine has ext4 without a journal. There a new file skips every
+    free inode of its folder's block group that was deleted in the last 60 s (6
+    min while that inode's table block is unwritten), and each skip looks the block
+    up in the buffer cache (`recently_deleted` in `find_inode_bit`, perf). A new
+    file took 13 us in a fresh folder and 620-810 us in /tmp after a few thousand
+    deletions there (benchmarks/RESULTS.md, session 12). Benchmarks that delete
+    their outputs between runs measure that, not the code."""
+    import statistics
+    import time
+    import uuid
+
+    probe = Path(folder) / f"probe-{uuid.uuid4().hex[:8]}"
+    probe.mkdir(parents=True)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        (probe / f"f{i}").touch()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=1))

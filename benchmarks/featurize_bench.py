@@ -17,6 +17,13 @@ time. This machine's speed drifts by up to 1.5x over minutes (other tenants), so
 configurations are run in `--rounds` interleaved rounds and each ratio is taken
 within a round; the median over rounds is reported.
 
+Each featurize writes a new store, as a user's first run does; nothing is deleted
+until the benchmark ends. On ext4 without a journal (this project's machine), files
+deleted in the last minutes slow every new file of their block group, so a store
+replaced back to back (`--store overwrite`, what this benchmark did up to session
+11) measures the last run's deletions too: see `common.file_creation_us`, whose
+probe of the work folder the output gives before and after.
+
     python -m benchmarks.featurize_bench ../shared/data/ani_gdb_s01.h5 --factor 10
 """
 
@@ -29,7 +36,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, peak_rss_mib, replicate, run_child, write_json
+from benchmarks.common import (
+    empty_files,
+    file_creation_us,
+    machine,
+    peak_rss_mib,
+    replicate,
+    run_child,
+    write_json,
+)
 
 BASELINES = [
     ("default", 4096),
@@ -44,23 +59,30 @@ BASELINES = [
 
 
 def child_featurize(
-    src: str, out: str, device: str, threads: str, repeats: str
+    src: str, out: str, device: str, threads: str, repeats: str, mode: str = "fresh"
 ) -> dict:
+    """`mode` "fresh": each run writes a new store in the folder `out`, as a first
+    featurize does, and the store is then emptied, not deleted (see
+    `file_creation_us`). "overwrite": every run replaces the store `out`
+    (--overwrite back to back), deleting the last one's files."""
     from aevpipe.config import FeaturizeSettings
     from aevpipe.stages.featurize import featurize
 
     times = []
     for i in range(1 + int(repeats)):  # the first run warms up, untimed
+        store = Path(out) / f"run-{i}" if mode == "fresh" else Path(out)
         t0 = time.perf_counter()
         s = featurize(
             [src],
-            Path(out),
+            store,
             FeaturizeSettings(device=device, threads=int(threads)),
-            overwrite=True,
+            overwrite=mode == "overwrite",
             progress=False,
         )
         if i:
             times.append(time.perf_counter() - t0)
+        if mode == "fresh":
+            empty_files(store)
     return {
         "seconds": statistics.median(times),
         "all_seconds": times,
@@ -153,6 +175,17 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--store",
+        choices=("fresh", "overwrite"),
+        default="fresh",
+        help="fresh: each featurize writes a new store, as a first run does "
+        "(default); overwrite: each replaces the last (--overwrite back to back), "
+        "which on ext4 without a journal also measures the deletions' aftermath",
+    )
+    ap.add_argument(
+        "--workdir", help="folder for the data and stores (default: a temporary one)"
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -167,7 +200,9 @@ def main() -> None:
     me = ["-m", "benchmarks.featurize_bench", "--child"]
     reps = str(args.repeats)
     plain = "default malloc, 8192 atoms"
-    with tempfile.TemporaryDirectory() as tmp:
+    probes = {}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        probes["before"] = file_creation_us(Path(tmp))
         x = f"x{args.factor}"
         big = replicate(Path(args.src), Path(tmp) / f"{x}.h5", args.factor)
         big_gz = replicate(
@@ -179,20 +214,19 @@ def main() -> None:
             (f"s01 {x}, gzip as released", str(big_gz)),
         ):
             rounds, ratios, ratios_plain, ratios_one = [], [], [], []
-            for _ in range(args.rounds):
+            for k in range(args.rounds):
                 runs = {
                     f"{malloc} malloc, {atoms} atoms": run_child(
                         [*me, "aev", src, args.device, malloc, str(atoms), reps]
                     )
                     for malloc, atoms in BASELINES
                 }
-                store = f"{tmp}/store"
-                runs["featurize"] = run_child(
-                    [*me, "featurize", src, store, args.device, "0", reps]
-                )
-                runs["featurize, 1 thread"] = run_child(
-                    [*me, "featurize", src, store, args.device, "1", reps]
-                )
+                for name, threads in (("featurize", "0"), ("featurize, 1 thread", "1")):
+                    store = f"{tmp}/stores/{len(rows)}-{k}-{threads}"
+                    runs[name] = run_child(
+                        [*me, "featurize", src, store, args.device, threads, reps]
+                        + [args.store]
+                    )
                 rounds.append(runs)
                 rate, best = _rates(runs)
                 ratios.append(rate["featurize"] / rate[best])
@@ -229,9 +263,12 @@ def main() -> None:
                 "ratio_1_thread_to_best": statistics.median(ratios_one),
             }
             rows.append(row)
+        probes["after"] = file_creation_us(Path(tmp))
     print(
         f"machine: {machine()}; device {args.device}; median of {args.repeats} "
-        f"repeats, median over {args.rounds} interleaved rounds"
+        f"repeats, median over {args.rounds} interleaved rounds; stores: "
+        f"{args.store}; one new file in the work folder took "
+        f"{probes['before']:.0f} us before and {probes['after']:.0f} us after"
     )
     for r in rows:
         print(
@@ -252,7 +289,16 @@ def main() -> None:
             f"(rounds {rounds}); 1 unit thread {r['ratio_1_thread_to_best']:.2f}; "
             f"/ default malloc at 8192 atoms {r['ratio_to_plain']:.2f}"
         )
-    write_json(args.json, {"machine": machine(), "device": args.device, "rows": rows})
+    write_json(
+        args.json,
+        {
+            "machine": machine(),
+            "device": args.device,
+            "store": args.store,
+            "file_creation_us": probes,
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ conformations of one molecule, its atoms in a random order, gzip'd as released):
 
 Each configuration runs in its own process (featurize_bench's children), timed once
 after an untimed run on the same file (process start-up, imports, first calls;
-featurize's timed run replaces the warm-up's store, as `--overwrite` does). This
+featurize's timed run writes a new store, and the warm-up's is emptied, not
+deleted, as in featurize_bench; up to session 11 it replaced it, as `--overwrite`
+does). This
 machine's speed drifts over minutes (benchmarks/RESULTS.md): compare figures from
 the same run.
 
@@ -32,8 +34,8 @@ from benchmarks.common import machine, many_molecules, run_child, write_json
 
 
 def featurize(child: list[str], src: Path, store: str) -> dict:
-    """featurize_bench's child: one untimed run on `src`, then one timed run with
-    `--overwrite`, default threads."""
+    """featurize_bench's child: one untimed run on `src`, then one timed run into a
+    new store, default threads."""
     return run_child([*child, "featurize", str(src), store, "cpu", "0", "1"])
 
 

@@ -46,6 +46,26 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _store_line(fb: dict) -> list[str]:
+    """How featurize_bench's stores were written, and its file-creation probe (a
+    new file's cost in its work folder, before and after), where it says."""
+    if "store" not in fb:  # a run before session 12: --overwrite back to back
+        return []
+    how = (
+        "a new store each run, as a first featurize writes it (emptied, not "
+        "deleted, until the end)"
+        if fb["store"] == "fresh"
+        else "each run replacing the last (--overwrite back to back)"
+    )
+    probe = fb["file_creation_us"]
+    return [
+        f"Stores: {how}. One new file in the work folder took "
+        f"{probe['before']:.0f} us before the runs and {probe['after']:.0f} us "
+        "after (see benchmarks/common.py: file_creation_us).",
+        "",
+    ]
+
+
 def render(out: Path, commands: list[str], date: str, seconds: float) -> str:
     """The generated RESULTS.md section, from the JSON files in `out`."""
     fb, tb = load(out / "featurize.json"), load(out / "train.json")
@@ -69,6 +89,7 @@ def render(out: Path, commands: list[str], date: str, seconds: float) -> str:
         "of repeats and of interleaved rounds; each ratio taken within a round (the "
         "machine's speed drifts), median over rounds.",
         "",
+        *_store_line(fb),
         "| data | conformations | featurize conf/s | MB/s written | peak RSS "
         "| 1 unit thread conf/s | AEVComputer alone, fastest (setting) | ratio "
         "| AEVComputer alone, default allocator, 8,192 atoms | ratio |",

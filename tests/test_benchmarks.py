@@ -84,3 +84,42 @@ def test_floor_bench_runs_the_unavoidable_work(release_file, tmp_path):
     # One folder of encoded AEV chunks per molecule and element present.
     elements = {(i, s) for i, m in enumerate(molecules) for s in set(m.symbols)}
     assert len(list(out.iterdir())) == len(elements)
+
+
+def test_empty_files_frees_the_data_and_keeps_the_files(tmp_path):
+    from benchmarks.common import empty_files, file_creation_us
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "0.0").write_bytes(b"x" * 5000)
+    (tmp_path / "top.json").write_text("{}")
+    empty_files(tmp_path)
+    files = sorted(f for f in tmp_path.rglob("*") if f.is_file())
+    assert [f.name for f in files] == ["0.0", "top.json"]
+    assert all(f.stat().st_size == 0 for f in files)
+    assert file_creation_us(tmp_path, n=5) > 0
+    (probe,) = tmp_path.glob("probe-*")
+    assert len(list(probe.iterdir())) == 5  # left in place: deleting is the cost
+
+
+def test_featurize_bench_writes_a_new_store_each_run(release_file, tmp_path):
+    from benchmarks.featurize_bench import child_featurize
+
+    out = tmp_path / "stores"
+    result = child_featurize(str(release_file), str(out), "cpu", "1", "2", "fresh")
+    assert len(result["all_seconds"]) == 2 and result["conformations"] > 0
+    stores = sorted(p.name for p in out.iterdir())
+    assert stores == ["run-0", "run-1", "run-2"]
+    for store in stores:  # emptied, not deleted
+        files = [f for f in (out / store).rglob("*") if f.is_file()]
+        assert files and all(f.stat().st_size == 0 for f in files)
+
+
+def test_suite_says_how_featurize_bench_wrote_its_stores():
+    from benchmarks.suite import _store_line
+
+    assert _store_line({"rows": []}) == []  # a run before the stores were said
+    fresh = {"store": "fresh", "file_creation_us": {"before": 86.2, "after": 24.0}}
+    (line, _) = _store_line(fresh)
+    assert "a new store each run" in line and "86 us before" in line
+    (line, _) = _store_line({**fresh, "store": "overwrite"})
+    assert "--overwrite back to back" in line
