@@ -4,15 +4,17 @@ TorchANI's AEVComputer alone.
 The unavoidable work: read each molecule's conformations (checking values), compute
 their element rows with featurize's own AEV path (`aev.compute_element_rows`),
 encode every chunk of AEV rows with the store's compressor and store it as a file
-(write, then rename, as Zarr does), on featurize's unit threads (one per core), the
-previous output removed as `--overwrite` removes it. Nothing else: no scan, plan,
-store metadata, per-conformation arrays, progress files or manifest. Whatever
-featurize adds to this is bookkeeping; if this alone is below a target ratio to
-AEVComputer alone, featurize cannot reach it with this AEV path on this machine.
+(write, then rename, as Zarr does), on featurize's unit threads (one per core),
+each run into a new folder, as featurize_bench's runs write new stores (the last
+run's output is emptied, not deleted: see `common.file_creation_us`). Nothing else:
+no scan, plan, store metadata, per-conformation arrays, progress files or manifest.
+Whatever featurize adds to this is bookkeeping; if this alone is below a target
+ratio to AEVComputer alone, featurize cannot reach it with this AEV path on this
+machine.
 
 Each runs in its own process, once untimed, then `--repeats` times (median), in
 `--rounds` interleaved rounds (this machine's speed drifts by minutes), beside
-featurize itself (featurize_bench's child: default threads, `--overwrite`); the
+featurize itself (featurize_bench's child: default threads, new stores); the
 baseline is featurize_bench's AEVComputer alone at `--batch-atoms` with aevpipe's
 allocator.
 
@@ -22,15 +24,15 @@ allocator.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
-import shutil
 import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import machine, run_child, write_json
+from benchmarks.common import empty_files, machine, run_child, write_json
 
 
 def child_floor(src: str, out: str, repeats: str) -> dict:
@@ -54,7 +56,7 @@ def child_floor(src: str, out: str, repeats: str) -> dict:
     elements = params.elements
     threads = unit_threads(settings, on_gpu=False)
 
-    def unit(index: int) -> None:
+    def unit(run: Path, index: int) -> None:
         m = molecules[index]
         block = reader.read(m.group, 0, m.n_conformations, check_finite=True)
         species = species_indices(block.symbols, elements, src, m.group)
@@ -67,7 +69,7 @@ def child_floor(src: str, out: str, repeats: str) -> dict:
         for e, r in enumerate(rows):
             if r is None:
                 continue
-            folder = Path(out) / f"{index}-{e}"
+            folder = run / f"{index}-{e}"
             folder.mkdir(parents=True, exist_ok=True)
             r = r.numpy()
             for i in range(0, len(r), settings.chunk_rows):
@@ -85,11 +87,12 @@ def child_floor(src: str, out: str, repeats: str) -> dict:
     torch.set_num_threads(threads_per_worker(threads))  # as featurize sets them
     with torch.no_grad(), ThreadPoolExecutor(threads) as pool:
         for i in range(1 + int(repeats)):  # the first run warms up, untimed
+            run = Path(out) / f"run-{i}"
             t0 = time.perf_counter()
-            shutil.rmtree(out, ignore_errors=True)
-            list(pool.map(unit, order))
+            list(pool.map(functools.partial(unit, run), order))
             if i:
                 times.append(time.perf_counter() - t0)
+            empty_files(run)
     return {
         "seconds": statistics.median(times),
         "all_seconds": times,
@@ -114,9 +117,10 @@ def main() -> None:
     src, reps = str(Path(args.src).resolve()), str(args.repeats)
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
+        for k in range(args.rounds):
             floor = run_child(
-                ["-m", "benchmarks.floor_bench", "--child", src, f"{tmp}/floor", reps]
+                ["-m", "benchmarks.floor_bench", "--child", src, f"{tmp}/floor-{k}"]
+                + [reps]
             )
             alone = run_child(
                 [
@@ -124,11 +128,10 @@ def main() -> None:
                     *("cpu", "aevpipe", str(args.batch_atoms), reps),
                 ]
             )
-            store = f"{tmp}/store"
             feat = run_child(
                 [
                     *("-m", "benchmarks.featurize_bench", "--child", "featurize"),
-                    *(src, store, "cpu", "0", reps),
+                    *(src, f"{tmp}/stores-{k}", "cpu", "0", reps, "fresh"),
                 ]
             )
             rounds.append(

@@ -81,9 +81,11 @@ def test_floor_bench_runs_the_unavoidable_work(release_file, tmp_path):
     molecules = ANI1File(release_file).molecules()
     assert result["conformations"] == sum(m.n_conformations for m in molecules)
     assert len(result["all_seconds"]) == 1
-    # One folder of encoded AEV chunks per molecule and element present.
+    # Each run in a new folder, emptied after: one folder of encoded AEV chunks
+    # per molecule and element present.
+    assert sorted(p.name for p in out.iterdir()) == ["run-0", "run-1"]
     elements = {(i, s) for i, m in enumerate(molecules) for s in set(m.symbols)}
-    assert len(list(out.iterdir())) == len(elements)
+    assert len(list((out / "run-1").iterdir())) == len(elements)
 
 
 def test_empty_files_frees_the_data_and_keeps_the_files(tmp_path):
