@@ -24,11 +24,7 @@ class Executor(Protocol):
     workers: int
 
     def map_unordered(
-        self,
-        fn: Callable[[Any], Any],
-        tasks: Iterable[Any],
-        finish: Callable[[Any, Any], Any] | None = None,
-        started: Callable[[], Any] | None = None,
+        self, fn: Callable[[Any], Any], tasks: Iterable[Any]
     ) -> Iterator[Any]: ...
 
     def close(self) -> None: ...
@@ -59,22 +55,17 @@ class InProcessExecutor:
         self.overlap = overlap
         self.workers = max(1, threads)
 
-    def map_unordered(self, fn, tasks, finish=None, started=None):
-        """`started()`, when given, is called once the units have begun (after
-        the unit threads start, or before the first unit)."""
+    def map_unordered(self, fn, tasks, finish=None):
         if self.workers > 1:
-            yield from self._threaded(fn, tasks, finish, started)
-            return
-        if started is not None:
-            started()
-        if finish is None or not self.overlap:
+            yield from self._threaded(fn, tasks, finish)
+        elif finish is None or not self.overlap:
             for task in tasks:
                 result = fn(task)
                 yield result if finish is None else finish(task, result)
         else:
             yield from self._overlapped(fn, tasks, finish)
 
-    def _threaded(self, fn, tasks, finish, started=None):
+    def _threaded(self, fn, tasks, finish):
         """Each thread takes its next task itself as soon as it is free: handing
         them out from the calling thread made a free thread wait for that thread to
         get the GIL back from the busy ones (up to its 5 ms switch interval), 1.7-4
@@ -107,8 +98,6 @@ class InProcessExecutor:
         for t in threads:
             t.start()
         try:
-            if started is not None:
-                started()
             ended = 0
             while ended < len(threads):
                 item = results.get()
@@ -156,14 +145,12 @@ class DaskExecutor:
             self.client = Client(self._cluster)
         self.workers = max(1, len(self.client.scheduler_info()["workers"]))
 
-    def map_unordered(self, fn, tasks, finish=None, started=None):
+    def map_unordered(self, fn, tasks, finish=None):
         from dask.distributed import as_completed
 
         if finish is not None:
             fn = functools.partial(_both, fn, finish)
         futures = self.client.map(fn, list(tasks), pure=False)
-        if started is not None:
-            started()
         try:
             for future in as_completed(futures):
                 yield future.result()

@@ -63,25 +63,3 @@ def test_closing_the_results_waits_for_running_units_and_starts_no_more():
     results.close()
     assert sorted(started) == sorted(finished)  # none left half-done
     assert len(started) < 10
-
-
-@pytest.mark.parametrize("threads,overlap", [(3, False), (1, False), (1, True)])
-def test_started_is_called_once_the_units_run_and_they_may_wait_for_it(
-    threads, overlap
-):
-    """featurize's units wait for the store that `started` begins to make."""
-    go = threading.Event()
-    calls = []
-
-    def started():
-        calls.append(threading.current_thread().name)
-        go.set()
-
-    def fn(task):
-        assert go.wait(5), "started() was not called while units ran"
-        return task
-
-    executor = InProcessExecutor(overlap=overlap, threads=threads)
-    results = executor.map_unordered(fn, range(6), lambda t, v: v, started)
-    assert sorted(results) == list(range(6))
-    assert calls == [threading.current_thread().name]

@@ -349,14 +349,6 @@ def _run_order(units: list) -> list:
     return order
 
 
-def _settle(future: Future, fn) -> None:
-    """Run `fn()` and give its outcome to `future`."""
-    try:
-        future.set_result(fn())
-    except BaseException as exc:
-        future.set_exception(exc)
-
-
 def _write_when_ready(ready: Future, task: UnitTask, computed) -> dict[str, Any]:
     ready.result()  # the store exists (or its creation's error is raised here)
     return write_unit(task, computed)
@@ -402,7 +394,7 @@ def _run_units(
     # Torch threads per unit: set in each Dask worker, here for the whole run.
     per_unit = threads_per_worker(executor.workers)
     ready: Future | None = None
-    starter = ThreadPoolExecutor(1, thread_name_prefix="aevpipe-create")
+    removed: Future | None = None
     ran = False
     try:
         tasks = [
@@ -435,28 +427,16 @@ def _run_units(
             if not executor.concurrent:
                 expect_writes(store, plan, counts)
 
-        def begin() -> None:
-            """Once the units have begun, in the background: the store's creation
-            (when the units wait for it), then the old stores' removal. Made before
-            the unit threads started, the creation's Python work held the GIL while
-            they did: on s01 the first unit began 1.9-2.5 ms into `_run_units`,
-            against 0.3 ms now (benchmarks/RESULTS.md, session 12)."""
-            try:
-                if ready is not None:
-                    starter.submit(_settle, ready, prepare)
-                if discard:
-                    starter.submit(shards.remove, discard)
-            except BaseException as exc:  # units waiting on `ready` must not hang
-                if ready is not None and not ready.done():
-                    ready.set_exception(exc)
-                raise
-
         finish = write_unit
+        starter = ThreadPoolExecutor(1, thread_name_prefix="aevpipe-create")
         if executor.concurrent or create is None:
             prepare()
         else:
-            ready = Future()
+            ready = starter.submit(prepare)
             finish = functools.partial(_write_when_ready, ready)
+        if discard:
+            removed = starter.submit(shards.remove, discard)
+        starter.shutdown(wait=False)
         total = sum(u.n_conformations for u in units)
         with (
             torch_threads(0 if executor.concurrent else per_unit),
@@ -464,7 +444,7 @@ def _run_units(
                 progress, "featurize", total=total, unit="conf", unit_scale=True
             ) as bar,
         ):
-            results = executor.map_unordered(compute_unit, tasks, finish, begin)
+            results = executor.map_unordered(compute_unit, tasks, finish)
             try:
                 for stats in results:
                     bar.update(stats["conformations"])
@@ -473,11 +453,10 @@ def _run_units(
         ran = True
     finally:
         executor.close()
-        starter.shutdown(wait=True)  # the creation and removal `begin` started
-        # Also on Ctrl-C, what was computed is kept; not when there is no store
-        # (its creation failed, or never began).
-        made = ready is None or (ready.done() and ready.exception() is None)
-        if not executor.concurrent and made:
+        if removed is not None:
+            removed.result()
+        # Also on Ctrl-C, what was computed is kept; not when there is no store.
+        if not executor.concurrent and (ready is None or ready.exception() is None):
             if ran:
                 written = flush_writes(store, plan)
             else:  # the run's own error is the one to report, not the flush's
