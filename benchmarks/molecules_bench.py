@@ -14,12 +14,11 @@ conformations of one molecule, its atoms in a random order, gzip'd as released):
   the faster of 4,096 and 16,384 atoms per call, aevpipe's allocator).
 
 Each configuration runs in its own process (featurize_bench's children), timed once
-after an untimed run on the same file (process start-up, imports, first calls;
+after an untimed run on the same file (process start-up, imports, first calls).
 featurize's timed run writes a new store, and the warm-up's is emptied, not
 deleted, as in featurize_bench; up to session 11 it replaced it, as `--overwrite`
-does). This
-machine's speed drifts over minutes (benchmarks/RESULTS.md): compare figures from
-the same run.
+does. This machine's speed drifts over minutes (benchmarks/RESULTS.md): compare
+figures from the same run.
 
     python -m benchmarks.molecules_bench ../shared/data/ani_gdb_s01.h5
 """
