@@ -235,11 +235,11 @@ class ANI1File:
         if check_finite:
             self._require_finite(group, start, coordinates=coords, energies=energies)
         if symbols is not None:
-            names = np.broadcast_to(np.array(symbols), coords.shape[:2])
-            return Block(coordinates=coords, energies=energies, symbols=names)
-        species = self._file()[group]["species"]
-        raw = species[()] if species.ndim == 1 else species[start:stop]
-        names = _decode_symbols(raw, self.path, group)
+            names = np.array(symbols)
+        else:
+            species = self._file()[group]["species"]
+            raw = species[()] if species.ndim == 1 else species[start:stop]
+            names = _decode_symbols(raw, self.path, group)
         if names.ndim == 1:
             names = np.broadcast_to(names, coords.shape[:2])
         return Block(coordinates=coords, energies=energies, symbols=names)
