@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from aevpipe import sharing
+
 _END = object()  # no more tasks, or a thread's last result
 
 
@@ -71,13 +73,18 @@ class InProcessExecutor:
         get the GIL back from the busy ones (up to its 5 ms switch interval), 1.7-4
         ms between units on s01 (benchmarks/RESULTS.md, session 11). On an error
         (or the caller closing the results), no thread takes another task; the
-        units running finish first."""
+        units running finish first.
+
+        A thread with no task left helps the others with the jobs they share
+        (`aevpipe.sharing`: a unit's chunk writes) until all threads are done."""
         run = fn if finish is None else functools.partial(_both, fn, finish)
         source, lock = iter(tasks), threading.Lock()
         results: queue.SimpleQueue = queue.SimpleQueue()
         stop = threading.Event()
+        shared = sharing.SharedJobs(self.workers)
 
         def work() -> None:
+            sharing.bind(shared)
             try:
                 while not stop.is_set():
                     with lock:
@@ -89,6 +96,8 @@ class InProcessExecutor:
                 stop.set()
                 results.put((False, exc))
             finally:
+                shared.help()
+                sharing.bind(None)
                 results.put(_END)
 
         threads = [

@@ -497,7 +497,14 @@ class StoreWriter:
         self.store[spec.chunk_key(index)] = COMPRESSOR.encode(chunk)
 
     def _put(
-        self, n_atoms: int, name: str, element: str | None, start, values, touched
+        self,
+        n_atoms: int,
+        name: str,
+        element: str | None,
+        start,
+        values,
+        touched,
+        jobs: list[Callable[[], None]] | None = None,
     ) -> None:
         path = keys.array_path(n_atoms, name, element)
         if self.locked:
@@ -510,7 +517,9 @@ class StoreWriter:
             due, waiting = assembler.place(start, values)
             touched.update((path, index) for index in waiting)
             self._start_writes(path, due)
-        if due:
+        if jobs is not None:
+            jobs += [functools.partial(self._write_out, assembler, [d]) for d in due]
+        elif due:
             self._write_out(assembler, due)
 
     def _start_writes(self, path: str, due) -> None:
@@ -520,13 +529,22 @@ class StoreWriter:
                 self._inflight[key] = self._inflight.get(key, 0) + 1
 
     def write_part(
-        self, n_atoms: int, part: UnitPart, data: PartData, elements: tuple[str, ...]
+        self,
+        n_atoms: int,
+        part: UnitPart,
+        data: PartData,
+        elements: tuple[str, ...],
+        jobs: list[Callable[[], None]] | None = None,
     ) -> set[ChunkKey]:
         """Write one unit's share of one split at the positions the plan gave it.
-        Returns the chunks that hold some of it in a buffer still."""
+        Returns the chunks that hold some of it in a buffer still.
+
+        With `jobs` (not when `locked`), the chunk writes due are appended to it
+        instead, one job each, for the caller to do (any thread may do them, in any
+        order) before `unit_written`; until then `data`'s arrays must not change."""
         touched: set[ChunkKey] = set()
         c0 = part.conformation_offset
-        put = functools.partial(self._put, n_atoms, touched=touched)
+        put = functools.partial(self._put, n_atoms, touched=touched, jobs=jobs)
         put(keys.ENERGY, None, c0, data.energy)
         put(keys.SPECIES, None, c0, data.species)
         put(keys.MOLECULE, None, c0, data.molecule)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aevpipe import sharing
 from aevpipe.aev import build_aev_computer, compute_element_rows, resolve_device
 from aevpipe.allocator import keep_freed_memory
 from aevpipe.ani1 import ANI1File
@@ -185,7 +186,7 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
     per_conformation = [
         0 if r is None else len(r) // unit.n_conformations for r in computed.rows
     ]
-    start, touched = 0, set()
+    start, touched, jobs = 0, set(), []
     for part in unit.parts:
         stop = start + part.count
         aev_rows, conf_rows = {}, {}
@@ -211,8 +212,9 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
             aev=aev_rows,
             conformation=conf_rows,
         )
-        touched |= writer.write_part(unit.n_atoms, part, data, elements)
+        touched |= writer.write_part(unit.n_atoms, part, data, elements, jobs)
         start = stop
+    sharing.run(jobs)  # with the help of idle unit threads
     stats = {
         "conformations": unit.n_conformations,
         "atoms": unit.n_conformations * unit.n_atoms,
