@@ -214,6 +214,13 @@ def cli() -> None:
     help="Threads running units in this process, torch's threads shared among "
     "them; 0: one per core (at most 4) on the CPU, one on a GPU.",
 )
+@click.option(
+    "--direct-writes/--buffered-writes",
+    default=True,
+    show_default=True,
+    help="Write chunk files straight to the device (O_DIRECT, where the file "
+    "system allows it) or through the page cache. In-process runs only.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option(
     "--skip-invalid",
@@ -235,6 +242,7 @@ def featurize(
     workers,
     scheduler,
     threads,
+    direct_writes,
     overwrite,
     skip_invalid,
     progress,
@@ -260,6 +268,7 @@ def featurize(
         device=device,
         skip_invalid=skip_invalid,
         threads=threads,
+        direct_writes=direct_writes,
     )
     try:
         summary = run(

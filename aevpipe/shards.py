@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
-import itertools
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +34,7 @@ import zarr
 from numcodecs import Blosc
 
 from aevpipe import keys
+from aevpipe.chunk_files import ChunkFiles
 from aevpipe.config import AEVParams
 from aevpipe.errors import StoreError, StoreWriteError
 from aevpipe.plan import GroupLayout, Plan, UnitPart
@@ -243,8 +244,12 @@ def _writing(path: Path, what: str):
     try:
         yield
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise StoreWriteError(f"{path}: cannot write {what} ({reason})") from exc
+        raise _write_error(path, what, exc) from exc
+
+
+def _write_error(path: Path, what: str, exc: OSError) -> StoreWriteError:
+    reason = exc.strerror or str(exc)
+    return StoreWriteError(f"{path}: cannot write {what} ({reason})")
 
 
 @dataclass
@@ -350,38 +355,47 @@ ChunkKey = tuple[str, int]  # (array path, chunk index)
 
 class _ChecksummingStore(zarr.DirectoryStore):
     """A directory store that keeps the CRC-32 and size of every chunk file it
-    writes, so the manifest need not read them back. Computed in the writing thread,
-    beside the encoding, while the bytes are in cache.
+    writes, so the manifest need not read them back. Computed in the encoding
+    thread, while the bytes are in cache.
 
-    Chunk files are written as Zarr writes them, to a temporary file renamed into
-    place, without its checks that the array's folder exists and nothing is in the
-    way, made for every file (five file-system calls and a UUID a chunk, some
-    4 ms of thread time per featurize of s01 under py-spy): `create` made every
-    array's folder. Where one is missing after all, Zarr's own way makes it."""
+    Chunk files go through `ChunkFiles` (a temporary file renamed into place,
+    straight to the device unless `direct` is off), without Zarr's checks that the
+    array's folder exists and nothing is in the way, made for every file (five
+    file-system calls and a UUID a chunk, some 4 ms of thread time per featurize of
+    s01 under py-spy): `create` made every array's folder. `submit` writes one in
+    the background."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, direct: bool = True):
         super().__init__(path)
         self.chunks: dict[str, tuple[int, int]] = {}  # file key -> (crc, size)
-        self._temp = itertools.count()
+        self.files = ChunkFiles(direct)
 
     def __setitem__(self, key, value):
         if key.rsplit("/", 1)[-1].startswith(".z"):
             super().__setitem__(key, value)
             return
+        data = self._checksummed(key, value)
+        self.files.write(os.path.join(self.path, key), data)
+
+    def submit(self, key: str, value, after=None) -> Future:
+        """Write chunk file `key` in an I/O thread (`value` must not change until
+        the future is done); `after` as in `ChunkFiles.submit`."""
+        data = self._checksummed(key, value)
+        return self.files.submit(os.path.join(self.path, key), data, after)
+
+    def _checksummed(self, key: str, value) -> memoryview:
         data = memoryview(value).cast("B")
-        file = os.path.join(self.path, key)
-        temp = f"{file}.{os.getpid()}-{next(self._temp)}.partial"
-        try:
-            with open(temp, "xb") as f:
-                f.write(data)
-            os.replace(temp, file)
-        except FileNotFoundError:
-            super().__setitem__(key, value)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(temp)
-            raise
         self.chunks[key] = (zlib.crc32(data), data.nbytes)
+        return data
+
+
+def wait_written(futures: Iterable[Future]) -> None:
+    """Wait for every write in `futures`, then raise the first one's error."""
+    futures = list(futures)
+    wait(futures)
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()
 
 
 class StoreWriter:
@@ -402,9 +416,12 @@ class StoreWriter:
     atom-count group a run holds (`expect`), the writer writes a group's leftover
     pieces as soon as the group's last unit is in (only a resumed run has any), so
     at most the groups in flight hold partial chunks in memory.
+
+    Chunk files are written by I/O threads (`ChunkFiles`; straight to the device
+    unless `direct` is off) while the caller goes on. `close` waits for them.
     """
 
-    def __init__(self, path: Path, locked: bool):
+    def __init__(self, path: Path, locked: bool, direct: bool = True):
         self.path = Path(path)
         self.locked = locked
         sync = (
@@ -415,7 +432,9 @@ class StoreWriter:
         # CRCs only where `finish` can use them: in this process's writer, not in
         # Dask workers, whose files `finish` reads back.
         self.store = (
-            zarr.DirectoryStore(str(path)) if locked else _ChecksummingStore(str(path))
+            zarr.DirectoryStore(str(path))
+            if locked
+            else _ChecksummingStore(str(path), direct)
         )
         self.root = zarr.open_group(self.store, mode="r+", synchronizer=sync)
         self._specs = {} if locked else _chunked_specs(dict(self.root.attrs))
@@ -453,48 +472,78 @@ class StoreWriter:
             assembler = self._assemblers[path] = _ChunkAssembler(*self._specs[path])
         return assembler
 
-    def _write_out(self, assembler: _ChunkAssembler, due) -> None:
-        """Make chunk writes outside the lock; buffered chunks count as in flight
-        (not on disk) until their write returns."""
+    def _write_out(self, assembler: _ChunkAssembler, due) -> list[Future]:
+        """Start the chunk writes `due` (outside the lock); see `_write_item`."""
+        return [self._write_item(assembler, item) for item in due]
+
+    def _write_item(self, assembler: _ChunkAssembler, item) -> Future:
+        """Encode one chunk write and hand its file to an I/O thread (rows that join
+        a chunk on disk go through Zarr, here). A buffered chunk counts as in
+        flight (not on disk) until its file is written; then, before the future
+        is done, the units that wait on it are settled. The future holds the
+        write's error, as a StoreWriteError."""
+        r0, r1, index, values = item
         path = assembler.spec.path
-        ok = False
+        key = None if index is None else (path, index)
         try:
             with _writing(self.path, path):
-                for r0, r1, _, values in due:
-                    if assembler.is_chunk(r0, r1):
-                        self._store_chunk(assembler, r0 // assembler.chunk, values)
-                    else:
-                        self._zarr(path)[r0:r1] = values  # joins rows on disk
-            ok = True
-        finally:
-            with self._lock:
-                written = []
-                for _, _, index, _ in due:
-                    if index is None:
-                        continue
-                    key = (path, index)
-                    self._inflight[key] -= 1
-                    if not self._inflight[key]:
-                        del self._inflight[key]
-                    if not ok:  # never on disk: its units are never done
-                        self._failed.add(key)
-                    written.append(key)
-                done = self._settle(written)
-            self._mark_done(done)
+                if assembler.is_chunk(r0, r1):
+                    return self._store_chunk(
+                        assembler, r0 // assembler.chunk, values, key
+                    )
+                self._zarr(path)[r0:r1] = values  # joins rows on disk
+            error = None
+        except BaseException as exc:
+            error = exc
+        if key is not None:
+            self._chunk_written(key, error is None)
+        future: Future = Future()
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+        return future
 
-    def _store_chunk(self, assembler: _ChunkAssembler, index: int, values) -> None:
+    def _chunk_written(self, key: ChunkKey, ok: bool) -> None:
+        with self._lock:
+            self._inflight[key] -= 1
+            if not self._inflight[key]:
+                del self._inflight[key]
+            if not ok:  # never on disk: its units are never done
+                self._failed.add(key)
+            done = self._settle([key])
+        self._mark_done(done)
+
+    def _file_written(
+        self, what: str, key: ChunkKey | None, error: BaseException | None
+    ) -> BaseException | None:
+        """In the I/O thread, once a chunk file is written (or not): the error as a
+        StoreWriteError, and the chunk's units settled."""
+        if isinstance(error, OSError):
+            error, cause = _write_error(self.path, what, error), error
+            error.__cause__ = cause
+        if key is not None:
+            self._chunk_written(key, error is None)
+        return error
+
+    def _store_chunk(
+        self, assembler: _ChunkAssembler, index: int, values, key: ChunkKey | None
+    ) -> Future:
         """Chunk `index` of rows `values`, encoded and stored as Zarr's
         `Array.__setitem__` stores a whole chunk: the array's dtype, C order, the
         array's compressor (`create` gives every array COMPRESSOR), the last chunk
         filled out with the fill value 0 (Zarr makes such a chunk from the fill
-        value, then sets the array's rows). Tests compare the bytes with Zarr's."""
+        value, then sets the array's rows). Tests compare the bytes with Zarr's.
+        Encoded here; the file is written in an I/O thread (the future), which then
+        settles the buffered chunk `key`'s units."""
         spec = assembler.spec
         chunk = np.ascontiguousarray(values, dtype=spec.dtype)
         if len(chunk) < assembler.chunk:
             whole = np.zeros((assembler.chunk, *spec.shape[1:]), spec.dtype)
             whole[: len(chunk)] = chunk
             chunk = whole
-        self.store[spec.chunk_key(index)] = COMPRESSOR.encode(chunk)
+        after = functools.partial(self._file_written, spec.path, key)
+        return self.store.submit(spec.chunk_key(index), COMPRESSOR.encode(chunk), after)
 
     def _put(
         self,
@@ -504,7 +553,7 @@ class StoreWriter:
         start,
         values,
         touched,
-        jobs: list[Callable[[], None]] | None = None,
+        jobs: list[Callable[[], Future]] | None = None,
     ) -> None:
         path = keys.array_path(n_atoms, name, element)
         if self.locked:
@@ -518,9 +567,9 @@ class StoreWriter:
             touched.update((path, index) for index in waiting)
             self._start_writes(path, due)
         if jobs is not None:
-            jobs += [functools.partial(self._write_out, assembler, [d]) for d in due]
+            jobs += [functools.partial(self._write_item, assembler, d) for d in due]
         elif due:
-            self._write_out(assembler, due)
+            wait_written(self._write_out(assembler, due))
 
     def _start_writes(self, path: str, due) -> None:
         for _, _, index, _ in due:
@@ -534,14 +583,16 @@ class StoreWriter:
         part: UnitPart,
         data: PartData,
         elements: tuple[str, ...],
-        jobs: list[Callable[[], None]] | None = None,
+        jobs: list[Callable[[], Future]] | None = None,
     ) -> set[ChunkKey]:
         """Write one unit's share of one split at the positions the plan gave it.
         Returns the chunks that hold some of it in a buffer still.
 
         With `jobs` (not when `locked`), the chunk writes due are appended to it
         instead, one job each, for the caller to do (any thread may do them, in any
-        order) before `unit_written`; until then `data`'s arrays must not change."""
+        order). Each job returns the future of its file's write: once all are done
+        (`wait_written`), the caller calls `unit_written`; until then `data`'s
+        arrays must not change."""
         touched: set[ChunkKey] = set()
         c0 = part.conformation_offset
         put = functools.partial(self._put, n_atoms, touched=touched, jobs=jobs)
@@ -593,11 +644,16 @@ class StoreWriter:
             ]
             for assembler, due in work:
                 self._start_writes(assembler.spec.path, due)
-        for assembler, due in work:
-            self._write_out(assembler, due)
+        wait_written([f for a, due in work for f in self._write_out(a, due)])
         with self._lock:
             done = self._settle(list(self._waiters))
         self._mark_done(done)
+
+    def close(self) -> None:
+        """Wait for the chunk files still being written; stop the I/O threads."""
+        files = getattr(self.store, "files", None)
+        if files is not None:
+            files.close()
 
     def chunk_checksums(self) -> dict[str, tuple[int, int]]:
         """CRC-32 and size of every chunk file this writer wrote, by file key (for

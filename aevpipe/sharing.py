@@ -16,8 +16,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
-Job = Callable[[], object]
+Job = Callable[[], Any]
 
 _bound = threading.local()
 
@@ -26,12 +27,13 @@ class _Batch:
     """One `run` call's jobs: those not started, how many are not done, the first
     error."""
 
-    __slots__ = ("jobs", "left", "error")
+    __slots__ = ("jobs", "left", "error", "results")
 
     def __init__(self, jobs: list[Job]):
-        self.jobs = deque(jobs)
+        self.jobs = deque(enumerate(jobs))
         self.left = len(jobs)
         self.error: BaseException | None = None
+        self.results: list[Any] = [None] * len(jobs)
 
 
 class SharedJobs:
@@ -47,12 +49,13 @@ class SharedJobs:
         self._batches: deque[_Batch] = deque()  # those with jobs not started
         self._working = threads  # threads that have not called `help`: may add jobs
 
-    def run(self, jobs: Iterable[Job]) -> None:
-        """Do `jobs`, with the idle threads' help; return when all are done. The
-        first job's error is raised then, once none of the jobs is still running."""
+    def run(self, jobs: Iterable[Job]) -> list[Any]:
+        """Do `jobs`, with the idle threads' help; return their results, in order,
+        when all are done. The first job's error is raised then, once none of the
+        jobs is still running."""
         batch = _Batch(list(jobs))
         if not batch.left:
-            return
+            return []
         with self._cond:
             self._batches.append(batch)
             self._cond.notify_all()
@@ -68,6 +71,7 @@ class SharedJobs:
             self._do(batch, job)
         if batch.error is not None:
             raise batch.error
+        return batch.results
 
     def help(self) -> None:
         """Do other threads' jobs until every thread has called `help` and none is
@@ -87,10 +91,10 @@ class SharedJobs:
                     self._batches.popleft()
             self._do(batch, job)
 
-    def _do(self, batch: _Batch, job: Job) -> None:
+    def _do(self, batch: _Batch, job: tuple[int, Job]) -> None:
         error = None
         try:
-            job()
+            batch.results[job[0]] = job[1]()
         except BaseException as exc:  # raised in the thread that ran the batch
             error = exc
         with self._cond:
@@ -105,12 +109,11 @@ def bind(shared: SharedJobs | None) -> None:
     _bound.shared = shared
 
 
-def run(jobs: Iterable[Job]) -> None:
+def run(jobs: Iterable[Job]) -> list[Any]:
     """Do `jobs`: shared with the idle threads of this thread's run when it has a
-    queue (see `bind`), else here, in order. Returns when all are done."""
+    queue (see `bind`), else here, in order (the first error stops them). Returns
+    their results, in order, when all are done."""
     shared = getattr(_bound, "shared", None)
     if shared is not None:
-        shared.run(jobs)
-        return
-    for job in jobs:
-        job()
+        return shared.run(jobs)
+    return [job() for job in jobs]

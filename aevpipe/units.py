@@ -24,7 +24,7 @@ from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, SplitSettings
 from aevpipe.errors import InputError
 from aevpipe.plan import Unit, conformation_splits
-from aevpipe.shards import PartData, StoreWriter
+from aevpipe.shards import PartData, StoreWriter, wait_written
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class UnitTask:
     n_conformations_of_molecule: int
     device: str
     locked: bool  # other processes write to the same store
+    direct_writes: bool = True  # chunk files beside the page cache (chunk_files)
     threads: int = 0  # torch threads in this worker; 0 leaves torch's default
     # Every conformation's element symbols, where the scan found them shared (the
     # release layout): the unit then does not read them again.
@@ -81,8 +82,8 @@ def _molecule_splits(
 
 
 @functools.lru_cache(maxsize=2)
-def _writer(store: str, plan: str, locked: bool) -> StoreWriter:
-    return StoreWriter(Path(store), locked)
+def _writer(store: str, plan: str, locked: bool, direct: bool) -> StoreWriter:
+    return StoreWriter(Path(store), locked, direct)
 
 
 @functools.lru_cache(maxsize=8)
@@ -182,7 +183,7 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
     """Write a computed unit at its planned positions; the writer marks it done
     once all of it is on disk."""
     unit, elements = task.unit, task.aev.elements
-    writer = _writer(task.store, task.plan, task.locked)
+    writer = _writer(task.store, task.plan, task.locked, task.direct_writes)
     per_conformation = [
         0 if r is None else len(r) // unit.n_conformations for r in computed.rows
     ]
@@ -214,7 +215,9 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
         )
         touched |= writer.write_part(unit.n_atoms, part, data, elements, jobs)
         start = stop
-    sharing.run(jobs)  # with the help of idle unit threads
+    # Encoding and starting each chunk file's write, with the help of idle unit
+    # threads; then the unit waits for its files.
+    wait_written(sharing.run(jobs))
     stats = {
         "conformations": unit.n_conformations,
         "atoms": unit.n_conformations * unit.n_atoms,
@@ -228,10 +231,12 @@ def write_unit(task: UnitTask, computed: ComputedUnit) -> dict[str, Any]:
     return stats
 
 
-def expect_writes(store: str, plan: str, units_per_group: dict[int, int]) -> None:
+def expect_writes(
+    store: str, plan: str, direct: bool, units_per_group: dict[int, int]
+) -> None:
     """Tell this process's in-process writer how many units of each atom-count
     group the run will write (it writes a group's leftovers after the last)."""
-    _writer(store, plan, False).expect(units_per_group)
+    _writer(store, plan, False, direct).expect(units_per_group)
 
 
 @contextlib.contextmanager
@@ -246,15 +251,18 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def flush_writes(store: str, plan: str) -> dict[str, tuple[int, int]]:
+def flush_writes(store: str, plan: str, direct: bool) -> dict[str, tuple[int, int]]:
     """Write out whatever this process's in-process writer still holds, and mark
     the units it completes done (end of a run, or an interrupted one). Returns the
     CRC-32 and size of the chunk files it wrote (see `shards.finish`)."""
+    writer = None
     try:
-        writer = _writer(store, plan, False)
+        writer = _writer(store, plan, False, direct)
         writer.flush()
         return writer.chunk_checksums()
     finally:
+        if writer is not None:
+            writer.close()
         _writer.cache_clear()  # the next run starts with empty buffers
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -53,19 +54,22 @@ def store(release_file, tmp_path) -> Path:
 @pytest.fixture
 def fill_disk_after(monkeypatch):
     """Call with N: from then on, chunk writes of in-process featurize writers fail
-    after the first N chunk files, as on a full disk (metadata files still go)."""
-    from aevpipe import shards
+    after the first N chunk files, as on a full disk (metadata files still go). The
+    writes fail where the files are written: in the writers' I/O threads."""
+    from aevpipe.chunk_files import ChunkFiles
 
     def fill(chunk_files: int) -> None:
-        real_setitem, written = shards._ChecksummingStore.__setitem__, []
+        real_write, written, lock = ChunkFiles.write, [], threading.Lock()
 
-        def filling(self, key, value):
-            if not key.rsplit("/", 1)[-1].startswith(".z"):
-                if len(written) >= chunk_files:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                written.append(key)
-            return real_setitem(self, key, value)
+        def filling(self, file, data):
+            with lock:
+                full = len(written) >= chunk_files
+                if not full:
+                    written.append(file)
+            if full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(self, file, data)
 
-        monkeypatch.setattr(shards._ChecksummingStore, "__setitem__", filling)
+        monkeypatch.setattr(ChunkFiles, "write", filling)
 
     return fill

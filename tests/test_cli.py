@@ -40,6 +40,25 @@ def test_featurize_then_rerun(runner, release_file, tmp_path):
     assert again.exit_code == 0 and "complete already" in again.output
 
 
+def test_featurize_buffered_writes_flag_reaches_the_settings(
+    runner, release_file, tmp_path, monkeypatch
+):
+    from aevpipe.stages import featurize as stage
+
+    seen, real = [], stage.featurize
+
+    def spy(files, out, settings, **kw):
+        seen.append(settings.direct_writes)
+        return real(files, out, settings, **kw)
+
+    monkeypatch.setattr(stage, "featurize", spy)
+    for flag, store in (("--buffered-writes", "b"), ("--direct-writes", "d")):
+        args = ["featurize", str(release_file), "--out", str(tmp_path / store)]
+        result = runner.invoke(cli, [*args, "--no-progress", flag])
+        assert result.exit_code == 0, result.output
+    assert seen == [False, True]
+
+
 def test_featurize_aev_flags(runner, release_file, tmp_path):
     out = tmp_path / "aev"
     result = runner.invoke(

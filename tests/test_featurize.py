@@ -15,6 +15,7 @@ import zarr
 
 from aevpipe import keys, shards
 from aevpipe.ani1 import ANI1File
+from aevpipe.chunk_files import ChunkFiles
 from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.stages import featurize as stage
@@ -393,6 +394,19 @@ def test_unit_threads_write_the_same_store(release_file, tmp_path):
     check_against_torchani(many, torchani.AEVComputer.like_1x())
 
 
+def test_direct_and_buffered_writes_make_the_same_store(release_file, tmp_path):
+    direct, buffered = tmp_path / "direct", tmp_path / "buffered"
+    featurize([str(release_file)], direct, settings(threads=2), progress=False)
+    featurize(
+        [str(release_file)],
+        buffered,
+        settings(threads=2, direct_writes=False),
+        progress=False,
+    )
+    assert_same_store(direct, buffered)
+    assert not list(direct.rglob("*.partial"))
+
+
 def test_block_atoms_cuts_units_not_the_store(release_file, tmp_path):
     """`block_atoms` sizes the work units (100 atoms: 20 of CH4's 120 conformations
     a unit), and the store holds the same conformations in the same places."""
@@ -475,11 +489,12 @@ def test_a_failed_chunk_write_leaves_its_units_undone(
     def broken(*_, **__):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(shards._ChecksummingStore, "__setitem__", broken)
+    monkeypatch.setattr(ChunkFiles, "write", broken)
     full = f"cannot write n{a:03d}/energy \\(No space left on device\\)"
     with pytest.raises(StoreWriteError, match=full):  # the unit completing the chunk
         writer._put(a, keys.ENERGY, None, n - 1, np.zeros(1), set())
     writer.unit_written(901, a, {}, set())
+    writer.close()
     assert sorted(shards.done_units(store)) == [901]
 
 

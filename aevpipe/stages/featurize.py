@@ -410,6 +410,7 @@ def _run_units(
                 n_conformations_of_molecule=molecules[u.molecule].n_conformations,
                 device=settings.device,
                 locked=executor.concurrent,
+                direct_writes=settings.direct_writes,
                 threads=per_unit if executor.concurrent else 0,
                 symbols=(
                     molecules[u.molecule].symbols
@@ -425,7 +426,7 @@ def _run_units(
             if create is not None:
                 create()
             if not executor.concurrent:
-                expect_writes(store, plan, counts)
+                expect_writes(store, plan, settings.direct_writes, counts)
 
         finish = write_unit
         starter = ThreadPoolExecutor(1, thread_name_prefix="aevpipe-create")
@@ -458,8 +459,8 @@ def _run_units(
         # Also on Ctrl-C, what was computed is kept; not when there is no store.
         if not executor.concurrent and (ready is None or ready.exception() is None):
             if ran:
-                written = flush_writes(store, plan)
+                written = flush_writes(store, plan, settings.direct_writes)
             else:  # the run's own error is the one to report, not the flush's
                 with contextlib.suppress(Exception):
-                    flush_writes(store, plan)
+                    flush_writes(store, plan, settings.direct_writes)
     return written
