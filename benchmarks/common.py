@@ -182,6 +182,29 @@ def file_creation_us(folder: Path, n: int = 50) -> float:
     return statistics.median(times) * 1e6
 
 
+def new_page_write_mb_s(folder: Path, mb: int = 64) -> float:
+    """MB/s of writing a new file of `mb` MB through the page cache, in 2 MB writes
+    (the file stays).
+
+    On this project's VM the host takes back the memory the guest frees (free page
+    reporting, 2 MB blocks after 2 s), and a page the guest uses again must be
+    backed anew: a new page-cache page then cost up to 2.5 ms per MB, against
+    0.2 ms per MB for memory freed less than 2 s before (benchmarks/RESULTS.md,
+    session 13). Featurize writes its store through new pages (`--buffered-writes`)
+    or beside them (the default, O_DIRECT); AEVComputer alone needs none."""
+    import os
+    import time
+    import uuid
+
+    block = os.urandom(2 << 20)
+    path = Path(folder) / f"pages-{uuid.uuid4().hex[:8]}"
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(max(1, mb // 2)):
+            f.write(block)
+    return max(1, mb // 2) * 2 / (time.perf_counter() - t0)
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=1))

@@ -8,7 +8,9 @@ output thrown away. The AEVComputer-alone baseline is measured in several
 configurations and the fastest is the one compared against: glibc's default
 allocator and aevpipe's allocator setting (aevpipe.allocator), from 4,096 to 65,536
 atoms per call, one calling loop with torch's default threads. Featurize runs with
-its default threads and, for comparison, with one unit thread.
+its default threads and, for comparison, with one unit thread and with its chunk
+files written through the page cache (`--buffered-writes`; the output gives how
+fast new page-cache pages were, before and after: see `new_page_write_mb_s`).
 
 Each configuration runs in its own process (so its peak memory is its own), once
 untimed (the process's heap grows, caches fill: the first featurize of s01 x10 took
@@ -40,11 +42,19 @@ from benchmarks.common import (
     empty_files,
     file_creation_us,
     machine,
+    new_page_write_mb_s,
     peak_rss_mib,
     replicate,
     run_child,
     write_json,
 )
+
+FEATURIZE_RUNS = [  # name, unit threads (0: default), chunk file writes
+    ("featurize", "0", "direct"),
+    ("featurize, 1 thread", "1", "direct"),
+    ("featurize, buffered writes", "0", "buffered"),
+]
+BUFFERED = "featurize, buffered writes"
 
 BASELINES = [
     ("default", 4096),
@@ -59,12 +69,19 @@ BASELINES = [
 
 
 def child_featurize(
-    src: str, out: str, device: str, threads: str, repeats: str, mode: str = "fresh"
+    src: str,
+    out: str,
+    device: str,
+    threads: str,
+    repeats: str,
+    mode: str = "fresh",
+    writes: str = "direct",
 ) -> dict:
     """`mode` "fresh": each run writes a new store in the folder `out`, as a first
     featurize does, and the store is then emptied, not deleted (see
     `file_creation_us`). "overwrite": every run replaces the store `out`
-    (--overwrite back to back), deleting the last one's files."""
+    (--overwrite back to back), deleting the last one's files. `writes`: "direct"
+    (the default) or "buffered" (--buffered-writes)."""
     from aevpipe.config import FeaturizeSettings
     from aevpipe.stages.featurize import featurize
 
@@ -75,7 +92,9 @@ def child_featurize(
         s = featurize(
             [src],
             store,
-            FeaturizeSettings(device=device, threads=int(threads)),
+            FeaturizeSettings(
+                device=device, threads=int(threads), direct_writes=writes == "direct"
+            ),
             overwrite=mode == "overwrite",
             progress=False,
         )
@@ -200,9 +219,10 @@ def main() -> None:
     me = ["-m", "benchmarks.featurize_bench", "--child"]
     reps = str(args.repeats)
     plain = "default malloc, 8192 atoms"
-    probes = {}
+    probes, pages = {}, {}
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         probes["before"] = file_creation_us(Path(tmp))
+        pages["before"] = new_page_write_mb_s(Path(tmp))
         x = f"x{args.factor}"
         big = replicate(Path(args.src), Path(tmp) / f"{x}.h5", args.factor)
         big_gz = replicate(
@@ -214,6 +234,7 @@ def main() -> None:
             (f"s01 {x}, gzip as released", str(big_gz)),
         ):
             rounds, ratios, ratios_plain, ratios_one = [], [], [], []
+            ratios_buffered = []
             for k in range(args.rounds):
                 runs = {
                     f"{malloc} malloc, {atoms} atoms": run_child(
@@ -221,17 +242,18 @@ def main() -> None:
                     )
                     for malloc, atoms in BASELINES
                 }
-                for name, threads in (("featurize", "0"), ("featurize, 1 thread", "1")):
-                    store = f"{tmp}/stores/{len(rows)}-{k}-{threads}"
+                for name, threads, writes in FEATURIZE_RUNS:
+                    store = f"{tmp}/stores/{len(rows)}-{k}-{threads}-{writes}"
                     runs[name] = run_child(
                         [*me, "featurize", src, store, args.device, threads, reps]
-                        + [args.store]
+                        + [args.store, writes]
                     )
                 rounds.append(runs)
                 rate, best = _rates(runs)
                 ratios.append(rate["featurize"] / rate[best])
                 ratios_plain.append(rate["featurize"] / rate[plain])
                 ratios_one.append(rate["featurize, 1 thread"] / rate[best])
+                ratios_buffered.append(rate[BUFFERED] / rate[best])
             runs = _median_rows(rounds)
             feat = runs["featurize"]
             rate, best = _rates(runs)
@@ -261,14 +283,22 @@ def main() -> None:
                 "ratio_to_plain": statistics.median(ratios_plain),
                 "ratio_to_plain_rounds": ratios_plain,
                 "ratio_1_thread_to_best": statistics.median(ratios_one),
+                "featurize_buffered_conf_per_s": feat["conformations"]
+                / runs[BUFFERED]["seconds"],
+                "featurize_buffered_round_seconds": runs[BUFFERED]["round_seconds"],
+                "ratio_buffered_to_best": statistics.median(ratios_buffered),
+                "ratio_buffered_to_best_rounds": ratios_buffered,
             }
             rows.append(row)
         probes["after"] = file_creation_us(Path(tmp))
+        pages["after"] = new_page_write_mb_s(Path(tmp))
     print(
         f"machine: {machine()}; device {args.device}; median of {args.repeats} "
         f"repeats, median over {args.rounds} interleaved rounds; stores: "
         f"{args.store}; one new file in the work folder took "
-        f"{probes['before']:.0f} us before and {probes['after']:.0f} us after"
+        f"{probes['before']:.0f} us before and {probes['after']:.0f} us after; "
+        f"new page-cache pages took {pages['before']:,.0f} MB/s before and "
+        f"{pages['after']:,.0f} MB/s after"
     )
     for r in rows:
         print(
@@ -289,6 +319,11 @@ def main() -> None:
             f"(rounds {rounds}); 1 unit thread {r['ratio_1_thread_to_best']:.2f}; "
             f"/ default malloc at 8192 atoms {r['ratio_to_plain']:.2f}"
         )
+        rounds = ", ".join(f"{x:.2f}" for x in r["ratio_buffered_to_best_rounds"])
+        print(
+            f"    with --buffered-writes {r['featurize_buffered_conf_per_s']:,.0f} "
+            f"conf/s, ratio {r['ratio_buffered_to_best']:.2f} (rounds {rounds})"
+        )
     write_json(
         args.json,
         {
@@ -296,6 +331,7 @@ def main() -> None:
             "device": args.device,
             "store": args.store,
             "file_creation_us": probes,
+            "new_page_write_mb_s": pages,
             "rows": rows,
         },
     )

@@ -125,3 +125,24 @@ def test_suite_says_how_featurize_bench_wrote_its_stores():
     assert "a new store each run" in line and "86 us before" in line
     (line, _) = _store_line({**fresh, "store": "overwrite"})
     assert "--overwrite back to back" in line
+    paged = {**fresh, "new_page_write_mb_s": {"before": 412.3, "after": 4998.0}}
+    (line, _) = _store_line(paged)
+    assert "412 MB/s before and 4,998 MB/s after" in line
+
+
+def test_new_page_probe_gives_a_speed_and_leaves_its_file(tmp_path):
+    from benchmarks.common import new_page_write_mb_s
+
+    assert new_page_write_mb_s(tmp_path, mb=4) > 0
+    (probe,) = tmp_path.glob("pages-*")
+    assert probe.stat().st_size == 4 << 20
+
+
+def test_featurize_bench_writes_buffered_when_asked(release_file, tmp_path):
+    from benchmarks.featurize_bench import child_featurize
+
+    out = tmp_path / "stores"
+    result = child_featurize(
+        str(release_file), str(out), "cpu", "1", "1", "fresh", "buffered"
+    )
+    assert result["conformations"] > 0 and len(result["all_seconds"]) == 1
