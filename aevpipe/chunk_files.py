@@ -1,18 +1,25 @@
-"""A store's chunk files, written by background threads straight to the device.
+"""A store's chunk files: through the page cache, or straight to the device.
 
 Each file is written whole to a temporary name beside it and renamed into place, so
-a reader never sees part of one. By default the data bypasses the page cache
-(O_DIRECT, from a page-aligned buffer padded to whole 4 KiB blocks, the file then
-cut to its size), in a pool of I/O threads, so the unit threads go on encoding and
-computing while the device takes the bytes; a file system that refuses O_DIRECT
-gets ordinary writes instead, as does `direct=False`.
+a reader never sees part of one.
 
-Why: featurize's output is written once and read later, and copying it into the
-page cache is CPU time taken from the AEVs. On this project's 2-core VM a new
-page-cache page cost up to 2.5 ms per MB (the host backs the guest's memory again
-after the guest handed it back), O_DIRECT writes ran at 1.7-2 GB/s of device time
-and no copying, and featurize of s01 x10 took 280 ms instead of 442 ms
-(benchmarks/RESULTS.md, session 13).
+By default files go through the page cache, written in the calling thread. With
+`direct`, files of MIN_DIRECT bytes or more bypass it (O_DIRECT, from a page-aligned
+buffer padded to whole 4 KiB blocks, the file then cut to its size), written by a
+pool of I/O threads so that the unit threads go on encoding and computing while the
+device takes the bytes; a file system that refuses O_DIRECT gets ordinary writes.
+
+Which is faster depends on the machine's memory. On this project's 2-core VM the
+host takes back the memory the guest frees, and a page used again must be backed
+anew: a new page-cache page then cost up to 2.5 ms per MB, against 0.2 ms per MB
+for memory freed in the last 2 s. With such cold memory, featurize of s01 x10 took
+250-320 ms with `direct` against 388-478 ms through the page cache; where the
+memory was warm (benchmark children run back to back, each handing its memory
+back as it exits), the page cache was faster: featurize_bench's ratios to
+AEVComputer alone were 0.76 and 1.33 on s01 and s01 x10 through it, 0.65 and 1.16
+with `direct`. Writing through the page cache from I/O threads, too, was slower
+than from the calling thread (s01 x10: 272 against 253 ms). Bare metal's memory is
+always warm, so the page cache is the default (benchmarks/RESULTS.md, session 13).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ MIN_DIRECT = 256 << 10
 class ChunkFiles:
     """Writes whole files, each to a temporary name and then renamed into place."""
 
-    def __init__(self, direct: bool = True, threads: int | None = None):
+    def __init__(self, direct: bool = False, threads: int | None = None):
         self.direct = direct and hasattr(os, "O_DIRECT")
         self._threads = threads or IO_THREADS
         self._pool: ThreadPoolExecutor | None = None
@@ -50,10 +57,19 @@ class ChunkFiles:
         data: memoryview,
         after: Callable[[BaseException | None], BaseException | None] | None = None,
     ) -> Future:
-        """Write `data` (not to change until the future is done) as `file`, in an
-        I/O thread; the future holds the write's OSError, if any. `after(error)`
-        (None once the file is written) runs in that thread before the future is
-        done, and returns the error the future is to hold."""
+        """Write `data` (not to change until the future is done) as `file`: in an
+        I/O thread when it goes straight to the device, else here. The future holds
+        the write's OSError, if any. `after(error)` (None once the file is written)
+        runs in the writing thread before the future is done, and returns the error
+        the future is to hold."""
+        if not self._goes_direct(data):
+            future: Future = Future()
+            try:
+                self._write_then(file, data, after)
+                future.set_result(None)
+            except BaseException as exc:
+                future.set_exception(exc)
+            return future
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
@@ -94,8 +110,11 @@ class ChunkFiles:
         if pool is not None:
             pool.shutdown(wait=True)
 
+    def _goes_direct(self, data: memoryview) -> bool:
+        return self.direct and data.nbytes >= MIN_DIRECT
+
     def _write_new(self, path: str, data: memoryview) -> None:
-        if self.direct and data.nbytes >= MIN_DIRECT:
+        if self._goes_direct(data):
             try:
                 self._write_direct(path, data)
                 return

@@ -178,9 +178,10 @@ class FeaturizeSettings:
     device: str = "auto"
     skip_invalid: bool = False
     threads: int = 0  # in-process unit threads; 0: one per core (at most 4) on CPU
-    # In-process runs write chunk files straight to the device (O_DIRECT) where the
-    # file system allows it; False: through the page cache (aevpipe.chunk_files).
-    direct_writes: bool = True
+    # In-process runs write large chunk files straight to the device (O_DIRECT, by
+    # I/O threads) where the file system allows it; False: through the page cache,
+    # in the unit threads (aevpipe.chunk_files says when each is faster).
+    direct_writes: bool = False
 
     def __post_init__(self) -> None:
         if self.threads < 0:

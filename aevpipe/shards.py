@@ -358,14 +358,13 @@ class _ChecksummingStore(zarr.DirectoryStore):
     writes, so the manifest need not read them back. Computed in the encoding
     thread, while the bytes are in cache.
 
-    Chunk files go through `ChunkFiles` (a temporary file renamed into place,
-    straight to the device unless `direct` is off), without Zarr's checks that the
-    array's folder exists and nothing is in the way, made for every file (five
-    file-system calls and a UUID a chunk, some 4 ms of thread time per featurize of
-    s01 under py-spy): `create` made every array's folder. `submit` writes one in
-    the background."""
+    Chunk files go through `ChunkFiles` (a temporary file renamed into place; large
+    ones straight to the device with `direct`, from I/O threads), without Zarr's
+    checks that the array's folder exists and nothing is in the way, made for every
+    file (five file-system calls and a UUID a chunk, some 4 ms of thread time per
+    featurize of s01 under py-spy): `create` made every array's folder."""
 
-    def __init__(self, path: str, direct: bool = True):
+    def __init__(self, path: str, direct: bool = False):
         super().__init__(path)
         self.chunks: dict[str, tuple[int, int]] = {}  # file key -> (crc, size)
         self.files = ChunkFiles(direct)
@@ -417,11 +416,11 @@ class StoreWriter:
     pieces as soon as the group's last unit is in (only a resumed run has any), so
     at most the groups in flight hold partial chunks in memory.
 
-    Chunk files are written by I/O threads (`ChunkFiles`; straight to the device
-    unless `direct` is off) while the caller goes on. `close` waits for them.
+    With `direct`, large chunk files go straight to the device, written by I/O
+    threads (`ChunkFiles`) while the caller goes on; `close` waits for them.
     """
 
-    def __init__(self, path: Path, locked: bool, direct: bool = True):
+    def __init__(self, path: Path, locked: bool, direct: bool = False):
         self.path = Path(path)
         self.locked = locked
         sync = (

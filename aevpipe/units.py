@@ -42,7 +42,7 @@ class UnitTask:
     n_conformations_of_molecule: int
     device: str
     locked: bool  # other processes write to the same store
-    direct_writes: bool = True  # chunk files beside the page cache (chunk_files)
+    direct_writes: bool = False  # large chunk files beside the page cache
     threads: int = 0  # torch threads in this worker; 0 leaves torch's default
     # Every conformation's element symbols, where the scan found them shared (the
     # release layout): the unit then does not read them again.

@@ -190,8 +190,8 @@ def new_page_write_mb_s(folder: Path, mb: int = 64) -> float:
     reporting, 2 MB blocks after 2 s), and a page the guest uses again must be
     backed anew: a new page-cache page then cost up to 2.5 ms per MB, against
     0.2 ms per MB for memory freed less than 2 s before (benchmarks/RESULTS.md,
-    session 13). Featurize writes its store through new pages (`--buffered-writes`)
-    or beside them (the default, O_DIRECT); AEVComputer alone needs none."""
+    session 13). Featurize writes its store through new pages (the default) or
+    beside them (`--direct-writes`); AEVComputer alone needs none."""
     import os
     import time
     import uuid

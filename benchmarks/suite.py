@@ -64,8 +64,8 @@ def _store_line(fb: dict) -> list[str]:
         if pages is None
         else f" New page-cache pages were written at {pages['before']:,.0f} MB/s "
         f"before and {pages['after']:,.0f} MB/s after (new_page_write_mb_s): "
-        "featurize writes its chunk files beside the page cache (O_DIRECT) unless "
-        "--buffered-writes."
+        "featurize writes its chunk files through the page cache unless "
+        "--direct-writes."
     )
     return [
         f"Stores: {how}. One new file in the work folder took "
@@ -102,7 +102,7 @@ def render(out: Path, commands: list[str], date: str, seconds: float) -> str:
         "| data | conformations | featurize conf/s | MB/s written | peak RSS "
         "| 1 unit thread conf/s | AEVComputer alone, fastest (setting) | ratio "
         "| AEVComputer alone, default allocator, 8,192 atoms | ratio "
-        "| --buffered-writes ratio |",
+        "| --direct-writes ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in fb["rows"]:
@@ -116,8 +116,8 @@ def render(out: Path, commands: list[str], date: str, seconds: float) -> str:
             f"{rates[r['aev_alone_best']]:,.0f} ({r['aev_alone_best']}) | "
             f"{r['ratio_to_best']:.2f} | {plain:,.0f} | {r['ratio_to_plain']:.2f} | "
             + (
-                f"{r['ratio_buffered_to_best']:.2f} |"
-                if "ratio_buffered_to_best" in r
+                f"{r['ratio_direct_to_best']:.2f} |"
+                if "ratio_direct_to_best" in r
                 else "- |"
             )
         )

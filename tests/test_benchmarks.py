@@ -138,11 +138,11 @@ def test_new_page_probe_gives_a_speed_and_leaves_its_file(tmp_path):
     assert probe.stat().st_size == 4 << 20
 
 
-def test_featurize_bench_writes_buffered_when_asked(release_file, tmp_path):
+def test_featurize_bench_writes_direct_when_asked(release_file, tmp_path):
     from benchmarks.featurize_bench import child_featurize
 
     out = tmp_path / "stores"
     result = child_featurize(
-        str(release_file), str(out), "cpu", "1", "1", "fresh", "buffered"
+        str(release_file), str(out), "cpu", "1", "1", "fresh", "direct"
     )
     assert result["conformations"] > 0 and len(result["all_seconds"]) == 1

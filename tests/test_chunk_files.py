@@ -1,6 +1,6 @@
-"""Chunk files: the exact bytes under their name, whatever the size, written here
-or in an I/O thread, straight to the device or (where refused) through the page
-cache; nothing half-written left on an error."""
+"""Chunk files: the exact bytes under their name, whatever the size, through the
+page cache here or straight to the device from an I/O thread (or, where that is
+refused, through the page cache); nothing half-written left on an error."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_large_files_go_beside_the_page_cache_here_small_ones_not(
     """This project's machines (ext4) take O_DIRECT: the writer keeps using it, for
     files of MIN_DIRECT bytes or more."""
     flags_seen = _spy_on_open(monkeypatch, refuse_direct=False)
-    files = ChunkFiles()
+    files = ChunkFiles(direct=True)
     files.write(str(tmp_path / "big"), memoryview(_payload(BIG + 100)))
     files.write(str(tmp_path / "small"), memoryview(_payload(BIG - 1)))
     assert files.direct
@@ -69,7 +69,7 @@ def test_large_files_go_beside_the_page_cache_here_small_ones_not(
 
 def test_a_file_system_refusing_o_direct_gets_ordinary_writes(tmp_path, monkeypatch):
     flags_seen = _spy_on_open(monkeypatch, refuse_direct=True)
-    files = ChunkFiles()
+    files = ChunkFiles(direct=True)
     files.write(str(tmp_path / "a"), memoryview(_payload(BIG)))
     files.write(str(tmp_path / "b"), memoryview(_payload(BIG + 7)))
     assert not files.direct
@@ -80,14 +80,14 @@ def test_a_file_system_refusing_o_direct_gets_ordinary_writes(tmp_path, monkeypa
 
 
 def test_a_missing_folder_is_made(tmp_path):
-    files = ChunkFiles()
+    files = ChunkFiles(direct=True)
     files.write(str(tmp_path / "n005" / "H" / "aev" / "0.0"), memoryview(b"xyz"))
     assert (tmp_path / "n005" / "H" / "aev" / "0.0").read_bytes() == b"xyz"
 
 
 def test_an_error_is_the_futures_and_leaves_no_partial_file(tmp_path):
     (tmp_path / "blocked").write_text("a file where a folder should be")
-    files = ChunkFiles()
+    files = ChunkFiles(direct=True)
     future = files.submit(str(tmp_path / "blocked" / "0.0"), memoryview(b"abc"))
     with pytest.raises(OSError):
         future.result()

@@ -13,7 +13,7 @@ import torch
 import torchani
 import zarr
 
-from aevpipe import keys, shards
+from aevpipe import chunk_files, keys, shards
 from aevpipe.ani1 import ANI1File
 from aevpipe.chunk_files import ChunkFiles
 from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
@@ -394,15 +394,29 @@ def test_unit_threads_write_the_same_store(release_file, tmp_path):
     check_against_torchani(many, torchani.AEVComputer.like_1x())
 
 
-def test_direct_and_buffered_writes_make_the_same_store(release_file, tmp_path):
+def test_direct_and_buffered_writes_make_the_same_store(
+    release_file, tmp_path, monkeypatch
+):
+    """With this small input's chunks straight to the device (MIN_DIRECT lowered),
+    the store is the one written through the page cache."""
     direct, buffered = tmp_path / "direct", tmp_path / "buffered"
-    featurize([str(release_file)], direct, settings(threads=2), progress=False)
+    featurize([str(release_file)], buffered, settings(threads=2), progress=False)
+    monkeypatch.setattr(chunk_files, "MIN_DIRECT", 4096)
+    real_open, direct_opens = os.open, []
+
+    def spy(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            direct_opens.append(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(chunk_files.os, "open", spy)
     featurize(
         [str(release_file)],
-        buffered,
-        settings(threads=2, direct_writes=False),
+        direct,
+        settings(threads=2, direct_writes=True),
         progress=False,
     )
+    assert len(direct_opens) > 10
     assert_same_store(direct, buffered)
     assert not list(direct.rglob("*.partial"))
 
