@@ -377,8 +377,8 @@ class _ChecksummingStore(zarr.DirectoryStore):
         self.files.write(os.path.join(self.path, key), data)
 
     def submit(self, key: str, value, after=None) -> Future:
-        """Write chunk file `key` in an I/O thread (`value` must not change until
-        the future is done); `after` as in `ChunkFiles.submit`."""
+        """Write chunk file `key` as `ChunkFiles.submit` does (`value` must not
+        change until the future is done)."""
         data = self._checksummed(key, value)
         return self.files.submit(os.path.join(self.path, key), data, after)
 
@@ -476,11 +476,11 @@ class StoreWriter:
         return [self._write_item(assembler, item) for item in due]
 
     def _write_item(self, assembler: _ChunkAssembler, item) -> Future:
-        """Encode one chunk write and hand its file to an I/O thread (rows that join
-        a chunk on disk go through Zarr, here). A buffered chunk counts as in
-        flight (not on disk) until its file is written; then, before the future
-        is done, the units that wait on it are settled. The future holds the
-        write's error, as a StoreWriteError."""
+        """Encode one chunk write and write its file: here, or with `direct` in an
+        I/O thread (rows that join a chunk on disk go through Zarr, here). A
+        buffered chunk counts as in flight (not on disk) until its file is written;
+        then, before the future is done, the units that wait on it are settled. The
+        future holds the write's error, as a StoreWriteError."""
         r0, r1, index, values = item
         path = assembler.spec.path
         key = None if index is None else (path, index)
@@ -533,8 +533,8 @@ class StoreWriter:
         array's compressor (`create` gives every array COMPRESSOR), the last chunk
         filled out with the fill value 0 (Zarr makes such a chunk from the fill
         value, then sets the array's rows). Tests compare the bytes with Zarr's.
-        Encoded here; the file is written in an I/O thread (the future), which then
-        settles the buffered chunk `key`'s units."""
+        Encoded here; the file is written by `ChunkFiles` (here, or with `direct` in
+        an I/O thread), which then settles the buffered chunk `key`'s units."""
         spec = assembler.spec
         chunk = np.ascontiguousarray(values, dtype=spec.dtype)
         if len(chunk) < assembler.chunk:
