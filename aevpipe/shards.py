@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import zarr
 from numcodecs import Blosc
+from zarr.meta import Metadata2
 
 from aevpipe import keys
 from aevpipe.chunk_files import ChunkFiles
@@ -192,26 +193,37 @@ def _create(
     path: Path, attrs: dict[str, Any], plan: Plan, aev: AEVParams, chunk_rows: int
 ) -> None:
     # Nothing is at `path`: featurize moved any old store aside (`set_aside`).
-    # Zarr writes the metadata into memory, then it goes to disk in one pass
-    # (Zarr's own checks on a directory cost a file-system call each). Its
-    # `init_group` and `init_array` write what `Group.zeros` writes (a test compares
-    # the bytes) in half the time, 1.2 ms against 2.4 ms on s01, without building
-    # a Group and an Array object for each array; that time holds the GIL while
-    # the first units compute.
-    memory: dict[str, bytes] = {}
-    zarr.storage.init_group(memory)
-    memory[".zattrs"] = zarr.util.json_dumps(
-        {**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)}
-    )
+    # The metadata is made in memory, then goes to disk in one pass (Zarr's own
+    # checks on a directory cost a file-system call each). Zarr's own encoders make
+    # what `Group.zeros` writes (a test compares the bytes), without its checks of
+    # every prefix of every path that `init_array` makes in memory: 18 us an array
+    # against 69 (and 2.4 ms for s01's 27 arrays through `Group.zeros`). That time
+    # holds the GIL while the first units compute: s01 featurized 0.5-0.75 ms
+    # sooner, a median of 20 alternated pairs, faster in 12 and 13 of them
+    # (benchmarks/RESULTS.md, session 13).
+    group = Metadata2.encode_group_metadata()
+    compressor = COMPRESSOR.get_config()
+    memory: dict[str, bytes] = {
+        ".zgroup": group,
+        ".zattrs": zarr.util.json_dumps(
+            {**attrs, keys.ATTR_LAYOUT: layout_to_attr(plan.groups)}
+        ),
+    }
     for spec in array_specs(plan.groups, aev.elements, aev.aev_length):
-        zarr.storage.init_array(
-            memory,
-            path=spec.path,
-            shape=spec.shape,
-            chunks=chunk_shape(spec, chunk_rows),
-            dtype=spec.dtype,
-            compressor=COMPRESSOR,
-            fill_value=0,
+        parts = spec.path.split("/")
+        for i in range(1, len(parts)):
+            memory.setdefault("/".join(parts[:i]) + "/.zgroup", group)
+        memory[f"{spec.path}/.zarray"] = Metadata2.encode_array_metadata(
+            {
+                "zarr_format": 2,
+                "shape": spec.shape,
+                "chunks": chunk_shape(spec, chunk_rows),
+                "dtype": np.dtype(spec.dtype),
+                "compressor": compressor,
+                "fill_value": 0,
+                "order": "C",
+                "filters": None,
+            }
         )
     (path / keys.PROGRESS_DIR).mkdir(parents=True)
     # The root's own metadata last: a folder that has it has every array.
