@@ -13,7 +13,7 @@ Which is faster depends on the machine's memory. On this project's 2-core VM the
 host takes back the memory the guest frees, and a page used again must be backed
 anew: a new page-cache page then cost up to 2.5 ms per MB, against 0.2 ms per MB
 for memory freed in the last 2 s. With such cold memory, featurize of s01 x10 took
-250-320 ms with `direct` against 388-478 ms through the page cache; where the
+273-319 ms with `direct` against 388-478 ms through the page cache; where the
 memory was warm (benchmark children run back to back, each handing its memory
 back as it exits), the page cache was faster: featurize_bench's ratios to
 AEVComputer alone were 0.76 and 1.33 on s01 and s01 x10 through it, 0.65 and 1.16
