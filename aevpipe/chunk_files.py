@@ -15,11 +15,12 @@ anew: a new page-cache page then cost up to 2.5 ms per MB, against 0.2 ms per MB
 for memory freed in the last 2 s. With such cold memory, featurize of s01 x10 took
 273-319 ms with `direct` against 388-478 ms through the page cache; where the
 memory was warm (benchmark children run back to back, each handing its memory
-back as it exits), the page cache was faster: featurize_bench's ratios to
-AEVComputer alone were 0.76 and 1.33 on s01 and s01 x10 through it, 0.65 and 1.16
-with `direct`. Writing through the page cache from I/O threads, too, was slower
-than from the calling thread (s01 x10: 272 against 253 ms). Bare metal's memory is
-always warm, so the page cache is the default (benchmarks/RESULTS.md, session 13).
+back as it exits), the page cache was faster: in four runs of featurize_bench,
+featurize ran at 0.75-0.87 and 1.29-1.37 of AEVComputer alone on s01 and s01 x10
+through it, 0.64-0.73 and 1.12-1.27 with `direct`. Writing through the page cache
+from I/O threads, too, was slower than from the calling thread (s01 x10: 272
+against 253 ms). Bare metal's memory is always warm, so the page cache is the
+default (benchmarks/RESULTS.md, session 13).
 """
 
 from __future__ import annotations

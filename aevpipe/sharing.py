@@ -24,8 +24,8 @@ _bound = threading.local()
 
 
 class _Batch:
-    """One `run` call's jobs: those not started, how many are not done, the first
-    error."""
+    """One `run` call's jobs: those not started (with their places), how many are
+    not done, the first error, the results."""
 
     __slots__ = ("jobs", "left", "error", "results")
 
