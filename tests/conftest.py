@@ -55,7 +55,8 @@ def store(release_file, tmp_path) -> Path:
 def fill_disk_after(monkeypatch):
     """Call with N: from then on, chunk writes of in-process featurize writers fail
     after the first N chunk files, as on a full disk (metadata files still go). The
-    writes fail where the files are written: in the writers' I/O threads."""
+    writes fail where the files are written: in the unit threads, or in the I/O
+    threads of direct writes."""
     from aevpipe.chunk_files import ChunkFiles
 
     def fill(chunk_files: int) -> None:

@@ -512,20 +512,29 @@ def test_a_failed_chunk_write_leaves_its_units_undone(
     assert sorted(shards.done_units(store)) == [901]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads,direct", [(1, False), (2, False), (2, True)])
 def test_a_full_disk_stops_with_one_error_and_the_same_command_completes(
-    release_file, tmp_path, monkeypatch, fill_disk_after, threads
+    release_file, tmp_path, monkeypatch, fill_disk_after, threads, direct
 ):
+    """Also where the files are written by I/O threads (direct writes, MIN_DIRECT
+    lowered so that this small input's chunks go that way)."""
     fresh = tmp_path / "fresh"
     featurize([str(release_file)], fresh, settings(), progress=False)
     out = tmp_path / "aev"
+    if direct:
+        monkeypatch.setattr(chunk_files, "MIN_DIRECT", 4096)
     fill_disk_after(12)
     full = (
         r"aev: cannot write n\d{3}/\S+ \(No space left on device\); the units "
         "finished so far are kept: fix that and run the same command"
     )
     with pytest.raises(StoreWriteError, match=full):
-        featurize([str(release_file)], out, settings(threads=threads), progress=False)
+        featurize(
+            [str(release_file)],
+            out,
+            settings(threads=threads, direct_writes=direct),
+            progress=False,
+        )
     assert not shards.is_complete(out)
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.partial*"))
     monkeypatch.undo()
