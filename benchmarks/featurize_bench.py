@@ -297,7 +297,7 @@ def main() -> None:
         f"repeats, median over {args.rounds} interleaved rounds; stores: "
         f"{args.store}; one new file in the work folder took "
         f"{probes['before']:.0f} us before and {probes['after']:.0f} us after; "
-        f"new page-cache pages took {pages['before']:,.0f} MB/s before and "
+        f"new page-cache pages were written at {pages['before']:,.0f} MB/s before and "
         f"{pages['after']:,.0f} MB/s after"
     )
     for r in rows:
