@@ -41,6 +41,16 @@ IO_THREADS = 2
 MIN_DIRECT = 256 << 10
 
 
+def finished(error: BaseException | None = None) -> Future:
+    """A future already done: with `error`, or with no result."""
+    future: Future = Future()
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+    return future
+
+
 class ChunkFiles:
     """Writes whole files, each to a temporary name and then renamed into place."""
 
@@ -64,13 +74,11 @@ class ChunkFiles:
         runs in the writing thread before the future is done, and returns the error
         the future is to hold."""
         if not self._goes_direct(data):
-            future: Future = Future()
             try:
                 self._write_then(file, data, after)
-                future.set_result(None)
             except BaseException as exc:
-                future.set_exception(exc)
-            return future
+                return finished(exc)
+            return finished()
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(

@@ -35,7 +35,7 @@ from numcodecs import Blosc
 from zarr.meta import Metadata2
 
 from aevpipe import keys
-from aevpipe.chunk_files import ChunkFiles
+from aevpipe.chunk_files import ChunkFiles, finished
 from aevpipe.config import AEVParams
 from aevpipe.errors import StoreError, StoreWriteError
 from aevpipe.plan import GroupLayout, Plan, UnitPart
@@ -508,12 +508,7 @@ class StoreWriter:
             error = exc
         if key is not None:
             self._chunk_written(key, error is None)
-        future: Future = Future()
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
-        return future
+        return finished(error)
 
     def _chunk_written(self, key: ChunkKey, ok: bool) -> None:
         with self._lock:
