@@ -74,3 +74,26 @@ def fill_disk_after(monkeypatch):
         monkeypatch.setattr(ChunkFiles, "write", filling)
 
     return fill
+
+
+@pytest.fixture
+def spy_on_open(monkeypatch):
+    """Call with `refuse_direct`: from then on, the flags of every os.open that
+    aevpipe.chunk_files makes, call by call, in the list returned; with
+    `refuse_direct`, O_DIRECT opens fail as on a file system without it
+    (EINVAL)."""
+    from aevpipe import chunk_files
+
+    def spy_on(refuse_direct: bool) -> list[int]:
+        real_open, flags_seen = os.open, []
+
+        def spy(path, flags, *args, **kwargs):
+            flags_seen.append(flags)
+            if refuse_direct and flags & os.O_DIRECT:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(chunk_files.os, "open", spy)
+        return flags_seen
+
+    return spy_on

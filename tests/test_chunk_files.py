@@ -4,7 +4,6 @@ refused, through the page cache); nothing half-written left on an error."""
 
 from __future__ import annotations
 
-import errno
 import os
 
 import pytest
@@ -38,27 +37,12 @@ def test_files_hold_exactly_their_bytes_and_nothing_else_is_left(tmp_path, direc
     )
 
 
-def _spy_on_open(monkeypatch, refuse_direct: bool) -> list[int]:
-    """os.open's flags, call by call; with `refuse_direct`, O_DIRECT opens fail
-    as on a file system without it (EINVAL)."""
-    real_open, flags_seen = os.open, []
-
-    def spy(path, flags, *args, **kwargs):
-        flags_seen.append(flags)
-        if refuse_direct and flags & os.O_DIRECT:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(chunk_files.os, "open", spy)
-    return flags_seen
-
-
 def test_large_files_go_beside_the_page_cache_here_small_ones_not(
-    tmp_path, monkeypatch
+    tmp_path, spy_on_open
 ):
     """This project's machines (ext4) take O_DIRECT: the writer keeps using it, for
     files of MIN_DIRECT bytes or more."""
-    flags_seen = _spy_on_open(monkeypatch, refuse_direct=False)
+    flags_seen = spy_on_open(refuse_direct=False)
     files = ChunkFiles(direct=True)
     files.write(str(tmp_path / "big"), memoryview(_payload(BIG + 100)))
     files.write(str(tmp_path / "small"), memoryview(_payload(BIG - 1)))
@@ -67,8 +51,8 @@ def test_large_files_go_beside_the_page_cache_here_small_ones_not(
     assert (tmp_path / "big").read_bytes() == _payload(BIG + 100)
 
 
-def test_a_file_system_refusing_o_direct_gets_ordinary_writes(tmp_path, monkeypatch):
-    flags_seen = _spy_on_open(monkeypatch, refuse_direct=True)
+def test_a_file_system_refusing_o_direct_gets_ordinary_writes(tmp_path, spy_on_open):
+    flags_seen = spy_on_open(refuse_direct=True)
     files = ChunkFiles(direct=True)
     files.write(str(tmp_path / "a"), memoryview(_payload(BIG)))
     files.write(str(tmp_path / "b"), memoryview(_payload(BIG + 7)))

@@ -395,28 +395,21 @@ def test_unit_threads_write_the_same_store(release_file, tmp_path):
 
 
 def test_direct_and_buffered_writes_make_the_same_store(
-    release_file, tmp_path, monkeypatch
+    release_file, tmp_path, monkeypatch, spy_on_open
 ):
     """With this small input's chunks straight to the device (MIN_DIRECT lowered),
     the store is the one written through the page cache."""
     direct, buffered = tmp_path / "direct", tmp_path / "buffered"
     featurize([str(release_file)], buffered, settings(threads=2), progress=False)
     monkeypatch.setattr(chunk_files, "MIN_DIRECT", 4096)
-    real_open, direct_opens = os.open, []
-
-    def spy(path, flags, *args, **kwargs):
-        if flags & os.O_DIRECT:
-            direct_opens.append(path)
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(chunk_files.os, "open", spy)
+    flags_seen = spy_on_open(refuse_direct=False)
     featurize(
         [str(release_file)],
         direct,
         settings(threads=2, direct_writes=True),
         progress=False,
     )
-    assert len(direct_opens) > 10
+    assert sum(1 for f in flags_seen if f & os.O_DIRECT) > 10
     assert_same_store(direct, buffered)
     assert not list(direct.rglob("*.partial"))
 
