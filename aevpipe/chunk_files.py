@@ -146,9 +146,7 @@ class ChunkFiles:
         try:
             written = os.write(fd, buffer[:padded])
             if written != padded:  # a regular file's writes are short on no space
-                raise OSError(
-                    errno.ENOSPC, f"wrote {written} of {padded} bytes", path
-                )
+                raise OSError(errno.ENOSPC, f"wrote {written} of {padded} bytes", path)
             if padded != size:
                 os.ftruncate(fd, size)
         finally:
