@@ -5,6 +5,7 @@ same terms in another order."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -255,6 +256,29 @@ def test_standard_terms_skip_the_slow_subnormal_exponentials(computer):
     assert tiny.any() and (theirs == 0).any()
     assert (ours >= 0).all() and (ours[theirs == 0] == 0).all()
     torch.testing.assert_close(ours[tiny], theirs[tiny], rtol=1e-5, atol=1e-37)
+
+
+def test_powers_of_two_by_squaring_are_as_close_as_pow():
+    """A zeta of 2^k is k squarings in float64, rounded once to float32: within
+    float32's rounding of the exact power, as torch's float32 pow is. Other zetas
+    go through pow. Bases from where the terms clamp them (results stay normal)."""
+    assert [ani_terms.squarings_of(z) for z in (2.0, 32.0, 1024.0)] == [1, 5, 10]
+    for zeta in (1.0, 14.1, 24.0, 0.0, -2.0):
+        assert ani_terms.squarings_of(zeta) is None
+    g = torch.Generator().manual_seed(9)
+    terms = ani_terms.StandardTerms.__new__(ani_terms.StandardTerms)
+    for zeta in (32.0, 14.1):
+        terms.zeta, terms.squarings = zeta, ani_terms.squarings_of(zeta)
+        low = math.exp(ani_terms.LOWEST_EXPONENT / zeta)
+        base = low + torch.rand(100_000, generator=g) * (1 - low)
+        got = terms._power(base.clone())
+        if terms.squarings is None:
+            assert torch.equal(got, base.clone().pow_(zeta))
+            continue
+        assert got.dtype == torch.float32
+        exact = base.double() ** zeta
+        for value in (got, base.clone().pow_(zeta)):
+            assert ((value.double() - exact) / exact).abs().max() < 1.2e-7
 
 
 def test_other_term_classes_go_through_their_modules(computer):
