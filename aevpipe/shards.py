@@ -778,14 +778,18 @@ def finish(
     extra: dict[str, Any],
     known: dict[str, tuple[int, int]] | None = None,
     on_array: Callable[[], Any] | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the manifest (counts, bytes, checksums), which makes the store complete.
     `known`: chunk files' CRC-32 and size computed when writing them (see
     `StoreWriter.chunk_checksums`); others are read back (Dask workers' files: the
-    whole store). `on_array()` is called after each array's checksum."""
+    whole store). `on_array()` is called after each array's checksum. `attrs`: the
+    store's root attributes where the caller has them (featurize made them), else
+    they are read (0.2 ms for s01's)."""
     path = Path(path)
-    root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
-    attrs = dict(root.attrs)
+    if attrs is None:
+        root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="r")
+        attrs = dict(root.attrs)
     layouts = layout_from_attr(attrs[keys.ATTR_LAYOUT])
     elements = attrs[keys.ATTR_ELEMENTS]
     arrays, total_bytes, raw_bytes = {}, 0, 0

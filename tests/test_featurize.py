@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from aevpipe.ani1 import ANI1File
 from aevpipe.chunk_files import ChunkFiles
 from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
+from aevpipe.hashing import sha256_file
 from aevpipe.stages import featurize as stage
 from aevpipe.stages.featurize import featurize
 
@@ -102,7 +104,7 @@ def test_root_attrs_and_splits(release_file, tmp_path):
     attrs = store.attrs
     assert attrs[keys.ATTR_FORMAT_VERSION] == 1
     assert attrs[keys.ATTR_TORCHANI_VERSION] == torchani.__version__
-    assert attrs[keys.ATTR_SOURCES][0]["sha256"] == stage.sha256_file(release_file)
+    assert attrs[keys.ATTR_SOURCES][0]["sha256"] == sha256_file(release_file)
     assert attrs[keys.ATTR_SPLIT] == {
         "fractions": [0.8, 0.1, 0.1],
         "seed": 0,
@@ -579,6 +581,35 @@ def test_bad_input_leaves_no_complete_store(release_file, tmp_path, workers):
     )
     assert len(summary.skipped_molecules) == 1
     assert summary.conformations == 120 + 90 + 75
+
+
+def test_a_failed_scan_stops_hashing_the_inputs(release_file, tmp_path, monkeypatch):
+    """The inputs are hashed while the scan runs; a bad input ends the run at once
+    and the hashing thread with it, at its next block."""
+    import threading
+
+    from aevpipe import hashing
+
+    blocks = []
+
+    def slow_sha256(path, on_read):
+        for _ in range(200):
+            time.sleep(0.01)
+            blocks.append(path)
+            on_read(1)
+        return "never"
+
+    monkeypatch.setattr(hashing, "sha256_file", slow_sha256)
+    missing = str(tmp_path / "missing.h5")
+    with pytest.raises(InputError, match="no such file"):
+        featurize(
+            [str(release_file), missing], tmp_path / "aev", settings(), progress=False
+        )
+    hashers = [t for t in threading.enumerate() if t.name == "aevpipe-sha256"]
+    for t in hashers:
+        t.join(2)
+    assert not any(t.is_alive() for t in hashers)
+    assert len(blocks) < 200 and not (tmp_path / "aev").exists()
 
 
 def test_existing_scheduler_by_address_writes_the_same_store(release_file, tmp_path):

@@ -23,7 +23,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -35,6 +35,7 @@ from aevpipe.ani1 import ANI1File, MoleculeInfo
 from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.executors import cpu_cores, make_executor, threads_per_worker
+from aevpipe.hashing import InputHashes
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
 from aevpipe.units import (
     UnitTask,
@@ -89,26 +90,42 @@ class FeaturizeSummary:
         return out
 
 
-def _bar(progress: bool, desc: str, **kwargs) -> tqdm:
-    """A progress bar on stderr, or a silent one. Steps before and after the units
-    pass `delay=1`: their bar shows only once they have taken a second."""
-    return tqdm(desc=desc, disable=not progress, dynamic_ncols=True, **kwargs)
+class _NoBar:
+    """What `_bar` gives when no bar is shown: tqdm's constructor, even disabled,
+    took 65 us a bar (four of them a run)."""
+
+    n = 0
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
-def sha256_file(path: str, bufsize: int = 1 << 22, on_read=None) -> str:
-    """Hex sha256 of a file, read in blocks (`on_read(n)` after each)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(bufsize):
-            digest.update(chunk)
-            if on_read is not None:
-                on_read(len(chunk))
-    return digest.hexdigest()
+def _bar(progress: bool, desc: str, **kwargs) -> tqdm | _NoBar:
+    """A progress bar on stderr, or none. Steps before and after the units pass
+    `delay=1`: their bar shows only once they have taken a second."""
+    if not progress:
+        return _NoBar()
+    return tqdm(desc=desc, dynamic_ncols=True, **kwargs)
+
+
+class Scan(NamedTuple):
+    """What the scan found: the molecules to featurize, the bad ones skipped (their
+    errors), and which files say they hold synthetic data."""
+
+    molecules: list[MoleculeInfo]
+    skipped: list[str]
+    synthetic: dict[str, bool]
 
 
 def scan_inputs(
     files: list[str], settings: FeaturizeSettings, progress: bool = False
-) -> tuple[list[MoleculeInfo], list[str]]:
+) -> Scan:
     """Every molecule group of every file, its structure checked (and its values,
     when bad groups are to be skipped); bad ones raise or are skipped. The whole
     ANI-1 release is some 58,000 groups: `progress` shows a bar while they are
@@ -117,13 +134,12 @@ def scan_inputs(
         return _scan_inputs(files, settings, bar)
 
 
-def _scan_inputs(
-    files: list[str], settings: FeaturizeSettings, bar: tqdm
-) -> tuple[list[MoleculeInfo], list[str]]:
+def _scan_inputs(files: list[str], settings: FeaturizeSettings, bar) -> Scan:
     elements = settings.aev.elements
     covered = set(elements)
     good: list[MoleculeInfo] = []
     skipped: list[str] = []
+    synthetic: dict[str, bool] = {}
     for path in files:
         reader = ANI1File(path)
         try:
@@ -147,35 +163,41 @@ def _scan_inputs(
                     if not settings.skip_invalid:
                         raise
                     skipped.append(str(exc))
+            synthetic[path] = reader.is_synthetic()
         finally:
             reader.close()
     if not good:
         raise InputError(
             ", ".join(files), None, "no valid molecule groups to featurize"
         )
-    return good, skipped
+    return Scan(good, skipped, synthetic)
 
 
-def _sources(files: list[str], progress: bool) -> list[dict[str, Any]]:
+def _sources(
+    files: list[str], hashes: InputHashes, synthetic: dict[str, bool], progress: bool
+) -> list[dict[str, Any]]:
     """The input files as the store's `sources` attribute, each with its sha256
-    (the whole ANI-1 release is some GB to hash: `progress` shows a bar)."""
+    (from `hashes`, begun with the run; the whole ANI-1 release is some GB to hash:
+    `progress` shows a bar while the rest is read)."""
     sizes = [Path(f).stat().st_size for f in files]
     sources = []
     with _bar(
         progress, "sha256", total=sum(sizes), unit="B", unit_scale=True, delay=1
     ) as bar:
-        for f, size in zip(files, sizes, strict=True):
-            with ANI1File(f) as reader:
-                synthetic = reader.is_synthetic()
-            sources.append(
-                {
-                    "path": str(Path(f).resolve()),
-                    "name": Path(f).name,
-                    "sha256": sha256_file(f, on_read=bar.update),
-                    "size": size,
-                    "synthetic": synthetic,
-                }
-            )
+        hashes.follow(bar.update)
+        try:
+            for f, size in zip(files, sizes, strict=True):
+                sources.append(
+                    {
+                        "path": str(Path(f).resolve()),
+                        "name": Path(f).name,
+                        "sha256": hashes.digest(f),
+                        "size": size,
+                        "synthetic": synthetic[f],
+                    }
+                )
+        finally:
+            hashes.follow(None)
     return sources
 
 
@@ -236,7 +258,27 @@ def featurize(
     keep_freed_memory()
     out = Path(out)
     resolve_device(settings.device)  # a bad device fails before any reading
-    molecules, skipped = scan_inputs(files, settings, progress)
+    hashes = InputHashes(files)  # while the scan reads the same files
+    try:
+        return _featurize(
+            files, out, settings, hashes, workers, scheduler, overwrite, progress, t0
+        )
+    finally:
+        hashes.stop()
+
+
+def _featurize(
+    files: list[str],
+    out: Path,
+    settings: FeaturizeSettings,
+    hashes: InputHashes,
+    workers: int | None,
+    scheduler: str | None,
+    overwrite: bool,
+    progress: bool,
+    t0: float,
+) -> FeaturizeSummary:
+    molecules, skipped, synthetic = scan_inputs(files, settings, progress)
     elements = settings.aev.elements
     plan = make_plan(
         [_shape(m, elements) for m in molecules],
@@ -244,7 +286,9 @@ def featurize(
         settings.split,
         settings.block_atoms,
     )
-    sources = _sources(list(dict.fromkeys(m.file for m in molecules)), progress)
+    sources = _sources(
+        list(dict.fromkeys(m.file for m in molecules)), hashes, synthetic, progress
+    )
     attrs: dict[str, Any] = {
         keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
         keys.ATTR_AEV_PARAMS: settings.aev.to_dict(),
@@ -303,7 +347,11 @@ def featurize(
         specs = len(shards.array_specs(plan.groups, elements, settings.aev.aev_length))
         with _bar(progress, "manifest", total=specs, unit="array", delay=1) as bar:
             manifest = shards.finish(
-                out, {"skipped_molecules": skipped}, written, on_array=bar.update
+                out,
+                {"skipped_molecules": skipped},
+                written,
+                on_array=bar.update,
+                attrs={**attrs, keys.ATTR_LAYOUT: shards.layout_to_attr(plan.groups)},
             )
     except InputError as exc:  # a NaN or infinite value, found by a unit
         raise InputError(
