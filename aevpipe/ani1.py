@@ -54,6 +54,33 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def _name(raw: bytes) -> str | bytes:
+    """A member's name as h5py's `Group.keys` gives it: UTF-8, else the bytes."""
+    try:
+        return raw.decode("utf8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _member_key(member: tuple[str | bytes, bytes]) -> list:
+    name = member[0]
+    return _natural_key(name if isinstance(name, str) else name.decode("latin-1"))
+
+
+def _read_all(dataset: h5py.h5d.DatasetID) -> np.ndarray:
+    """A whole dataset, as h5py's `Dataset[()]` reads it: numbers and fixed-length
+    strings with the low-level read, anything else (variable-length strings)
+    through `Dataset`."""
+    dtype = dataset.dtype
+    fixed_string = dtype.kind == "S" and h5py.check_vlen_dtype(dtype) is None
+    if not (fixed_string or (dtype.kind in "iuf" and not dtype.metadata)):
+        return h5py.Dataset(dataset)[()]
+    out = np.empty(dataset.shape, dtype=dataset.dtype)
+    if out.size:
+        dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+    return out
+
+
 def _decode_symbols(raw: np.ndarray, file: str, group: str) -> np.ndarray:
     """Species dataset (bytes, str or atomic numbers) as an array of symbols."""
     if raw.dtype.kind in "iu":
@@ -107,23 +134,36 @@ class ANI1File:
     def __getstate__(self) -> dict:
         return {"path": self.path, "_h5": None}
 
-    def _groups(self) -> Iterator[h5py.Group]:
-        found: list[h5py.Group] = []
+    def _groups(self) -> Iterator[tuple[str, dict[str, h5py.h5d.DatasetID]]]:
+        """Every molecule group's path, with those of its coordinates, energies and
+        species datasets that it has, opened: depth first, each group's members in
+        natural name order. A group holding a dataset of one of those names is a
+        molecule group, and is not looked into; other groups are.
 
-        def visit(group: h5py.Group) -> None:
-            names = sorted(group.keys(), key=_natural_key)
-            if any(
-                k in names and group.get(k, getclass=True) is h5py.Dataset
-                for k in REQUIRED
-            ):
-                found.append(group)
+        With h5py's low-level calls, and opening rather than asking first (a
+        failed open costs 4 us): its `Group.keys` and `Group.get` (and the objects
+        they make) took most of the scan's 0.25 ms a group, and the whole release
+        is some 58,000 groups, scanned before any unit starts
+        (benchmarks/RESULTS.md, session 14)."""
+
+        def visit(
+            group: h5py.h5g.GroupID, path: str
+        ) -> Iterator[tuple[str, dict[str, h5py.h5d.DatasetID]]]:
+            found = {}
+            for k in REQUIRED:
+                with contextlib.suppress(KeyError):  # no such object, or not a dataset
+                    found[k] = h5py.h5d.open(group, k.encode())
+            if found:
+                yield path or "/", found
                 return
-            for name in names:
-                if group.get(name, getclass=True) is h5py.Group:
-                    visit(group[name])
+            for name, raw in sorted(((_name(n), n) for n in group), key=_member_key):
+                try:
+                    member = h5py.h5g.open(group, raw)
+                except ValueError:  # not a group
+                    continue
+                yield from visit(member, f"{path}/{name}")
 
-        visit(self._file())
-        return iter(found)
+        return visit(h5py.h5g.open(self._file().id, b"/"), "")
 
     def is_synthetic(self) -> bool:
         """Whether the file says it holds synthetic data (`aevpipe synth` does)."""
@@ -134,18 +174,21 @@ class ANI1File:
 
         File-level problems (missing, not HDF5, no molecule groups) raise at once.
         """
-        groups = list(self._groups())
-        if not groups:
+        found = False
+        for name, datasets in self._groups():
+            found = True
+            try:
+                info: MoleculeInfo | InputError = self._inspect(name, datasets)
+            except InputError as exc:
+                info = exc
+            del datasets  # closed before the next group's open
+            yield name, info
+        if not found:
             raise InputError(
                 self.path,
                 None,
                 "no molecule groups (coordinates, energies, species) found",
             )
-        for g in groups:
-            try:
-                yield g.name, self._inspect(g)
-            except InputError as exc:
-                yield g.name, exc
 
     def molecules(self) -> list[MoleculeInfo]:
         """Every molecule group, checked for structure (not for values)."""
@@ -156,16 +199,10 @@ class ANI1File:
             out.append(info)
         return out
 
-    def _inspect(self, g: h5py.Group) -> MoleculeInfo:
-        """One group's structure. Datasets are opened with h5py's low-level calls:
-        its `Group.get` took 37 µs a dataset against 12 µs, and the whole release
-        is some 58,000 groups, scanned before any unit starts
-        (benchmarks/RESULTS.md, session 11)."""
-        name = g.name
-        found = {}
-        for k in REQUIRED:
-            with contextlib.suppress(KeyError):  # no such object, or not a dataset
-                found[k] = h5py.h5d.open(g.id, k.encode())
+    def _inspect(self, name: str, found: dict[str, h5py.h5d.DatasetID]) -> MoleculeInfo:
+        """One group's structure, from the datasets it has (`_groups` opened
+        them). The species are read with h5py's low-level calls: 10 us against 53
+        us through its `Dataset` (benchmarks/RESULTS.md, session 14)."""
         missing = [k for k in REQUIRED if k not in found]
         if missing:
             raise InputError(self.path, name, f"missing dataset(s) {missing}")
@@ -189,7 +226,7 @@ class ANI1File:
                 name,
                 f"species shape {species} disagrees with coordinates {coords}",
             )
-        symbols = _decode_symbols(h5py.Dataset(found["species"])[()], self.path, name)
+        symbols = _decode_symbols(_read_all(found["species"]), self.path, name)
         shared = symbols.ndim == 1
         if symbols.ndim == 2:
             first = sorted(symbols[0])

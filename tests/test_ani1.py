@@ -28,6 +28,55 @@ def test_flat_layout(flat_file):
     assert not (block.symbols == block.symbols[0]).all()  # per-conformation order
 
 
+def test_scan_order_and_what_counts_as_a_molecule_group(tmp_path):
+    """Depth first, members in natural name order (mol-2 before mol-10); a group
+    with any of the three datasets is a molecule group and is not looked into
+    (a missing one is its error); other groups are looked into, soft links
+    followed; other datasets are ignored. Species as fixed or variable-length
+    strings, or atomic numbers, read alike."""
+    path = tmp_path / "layout.h5"
+    coords = np.zeros((2, 2, 3), "f4")
+    coords[:, 1, 0] = 1.0
+
+    def molecule(g, species=(b"H", b"H")):
+        g.create_dataset("coordinates", data=coords)
+        g.create_dataset("energies", data=np.zeros(2))
+        g.create_dataset("species", data=species)
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("notes", data=np.arange(3))
+        for name in ("mol-10", "mol-2", "mol-1"):
+            molecule(f.create_group(f"set/{name}"))
+        molecule(f.create_group("set/mol-2/inner"))  # inside a molecule group
+        f["set/mol-2"].create_dataset("smiles", data=b"[H][H]")
+        molecule(
+            f.create_group("a/vlen"),
+            np.array(["H", "H"], dtype=h5py.string_dtype()),
+        )
+        molecule(f.create_group("a/numbers"), np.array([[1, 1], [1, 1]]))
+        f.create_group("a/empty")
+        f["b"] = h5py.SoftLink("/set/mol-1")
+        part = f.create_group("c/part")
+        part.create_dataset("coordinates", data=coords)
+    with ANI1File(path) as f:
+        found = list(f.scan())
+    assert [name for name, _ in found] == [
+        "/a/numbers",
+        "/a/vlen",
+        "/b",
+        "/c/part",
+        "/set/mol-1",
+        "/set/mol-2",
+        "/set/mol-10",
+    ]
+    infos = dict(found)
+    assert isinstance(infos["/c/part"], InputError)
+    assert "missing dataset(s) ['energies', 'species']" in str(infos["/c/part"])
+    for name in ("/a/numbers", "/a/vlen", "/b", "/set/mol-2"):
+        assert infos[name].formula == "H2" and infos[name].symbols == ("H", "H")
+    assert not infos["/a/numbers"].shared_symbols and infos["/a/vlen"].shared_symbols
+
+
 def test_shared_symbols_are_known_from_the_scan(release_file, flat_file):
     with ANI1File(release_file) as f:
         mol = f.molecules()[1]
