@@ -1,5 +1,9 @@
 """The pure planner: every conformation placed once, regions contiguous, stable."""
 
+import dataclasses
+import hashlib
+import json
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -49,6 +53,9 @@ def test_units_tile_every_group_exactly(mols, block, seed):
     total = sum(m.n_conformations for m in mols)
     assert sum(g.n_conformations for g in plan.groups) == total
     assert plan.fingerprint() == make_plan(mols, block, split).fingerprint()
+    # What stores made before session 14 hold: the hash of asdict's JSON.
+    text = json.dumps(dataclasses.asdict(plan), sort_keys=True)
+    assert plan.fingerprint() == hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_conformation_split_fractions_and_determinism():
