@@ -88,6 +88,16 @@ def test_floor_bench_runs_the_unavoidable_work(release_file, tmp_path):
     assert len(list((out / "run-1").iterdir())) == len(elements)
 
 
+def test_scan_bench_times_the_steps_before_the_first_unit(release_file, tmp_path):
+    from benchmarks.scan_bench import measure
+
+    path = many_molecules(release_file, tmp_path / "many.h5", 30, 5)
+    result = measure(path, 1)
+    assert result["groups"] == 30 and result["units"] == 30
+    assert set(result["seconds"]) == {"scan", "plan", "plan fingerprint"}
+    assert all(s > 0 for s in result["seconds"].values())
+
+
 def test_empty_files_frees_the_data_and_keeps_the_files(tmp_path):
     from benchmarks.common import empty_files, file_creation_us
 
