@@ -14,6 +14,7 @@ for it.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterable
 
@@ -44,8 +45,8 @@ class InputHashes:
     `follow(update)` passes on the bytes read from then on, with those read so far
     first (a progress bar). `stop()` ends the thread at its next block."""
 
-    def __init__(self, files: Iterable[str]):
-        self._files = list(dict.fromkeys(files))
+    def __init__(self, files: Iterable[str | os.PathLike]):
+        self._files = list(dict.fromkeys(str(f) for f in files))
         self._results: dict[str, str | BaseException] = {}
         self._done = {f: threading.Event() for f in self._files}
         self._lock = threading.Lock()
@@ -57,8 +58,9 @@ class InputHashes:
         )
         self._thread.start()
 
-    def digest(self, file: str) -> str:
+    def digest(self, file: str | os.PathLike) -> str:
         """The file's hex sha256, once computed."""
+        file = str(file)
         self._done[file].wait()
         result = self._results[file]
         if isinstance(result, BaseException):

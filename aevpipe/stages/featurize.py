@@ -1,8 +1,9 @@
 """Stage one: ANI-1 HDF5 files to a complete AEV shard store.
 
-Scan every input and check its structure before writing anything, plan the work,
-create the store (in-process, while the first units compute) or resume it, run the
-units on an executor with a progress bar, then write the manifest last.
+Scan every input and check its structure before writing anything (hashing the
+inputs meanwhile, in a background thread), plan the work, create the store
+(in-process, while the first units compute) or resume it, run the units on an
+executor with a progress bar, then write the manifest last.
 
 Values (NaN, infinities) are checked as the units read them, so the input is
 decompressed once. On s01 x10 stored gzip'd as the release is, checking them up
@@ -163,7 +164,7 @@ def _scan_inputs(files: list[str], settings: FeaturizeSettings, bar) -> Scan:
                     if not settings.skip_invalid:
                         raise
                     skipped.append(str(exc))
-            synthetic[path] = reader.is_synthetic()
+            synthetic[reader.path] = reader.is_synthetic()  # keyed as m.file is
         finally:
             reader.close()
     if not good:
@@ -252,9 +253,10 @@ def featurize(
 ) -> FeaturizeSummary:
     """Featurize `files` into the store at `out`; see the module docstring."""
     t0 = time.perf_counter()
-    # Before any thread starts (tqdm's first bar, even a disabled one, starts its
-    # monitor thread): a second malloc arena made before this raised the synthetic
-    # s01-s04's peak from 1,066-1,208 to 1,252-1,340 MiB (benchmarks/RESULTS.md).
+    # Before any thread starts (the hashing thread below, tqdm's monitor thread
+    # with the first bar): a second malloc arena made before this raised the
+    # synthetic s01-s04's peak from 1,066-1,208 to 1,252-1,340 MiB
+    # (benchmarks/RESULTS.md).
     keep_freed_memory()
     out = Path(out)
     resolve_device(settings.device)  # a bad device fails before any reading
