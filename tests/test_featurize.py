@@ -99,7 +99,7 @@ def test_ani2x_and_flat_layout(flat_file, tmp_path):
 
 def test_root_attrs_and_splits(release_file, tmp_path):
     out = tmp_path / "aev"
-    featurize([str(release_file)], out, settings(), progress=False)
+    featurize([release_file], out, settings(), progress=False)  # a Path will do
     store = shards.ShardStore.open(out)
     attrs = store.attrs
     assert attrs[keys.ATTR_FORMAT_VERSION] == 1
