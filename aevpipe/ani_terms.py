@@ -119,7 +119,8 @@ class StandardTerms:
     def _power(self, base: torch.Tensor) -> torch.Tensor:
         """`base` ** zeta, in place. A zeta of 2^k (ANI-1x: 32) is k squarings in
         float64, rounded once to float32: as close to the exact power as torch's
-        float32 `pow` (within 6e-8 relative, a test checks), in a third of its time
+        float32 `pow` (6e-8 relative; a test checks both within 1.2e-7), in a third
+        of its time
         (0.26 ms against 0.69 ms for s01 CH4's 393,000 bases on one thread). It
         took 12% of the dense path's time on s01's CH4 (benchmarks/RESULTS.md,
         session 14). Squarings in float32 would be faster still, but lose up to
