@@ -95,8 +95,6 @@ class _NoBar:
     """What `_bar` gives when no bar is shown: tqdm's constructor, even disabled,
     took 65 us a bar (four of them a run)."""
 
-    n = 0
-
     def update(self, n: int = 1) -> None:
         pass
 
