@@ -36,9 +36,6 @@ class MoleculeInfo:
     n_atoms: int
     symbols: tuple[str, ...]  # of the first conformation, source atom order
     formula: str
-    # One (A,) species dataset for every conformation (the release layout), so
-    # `symbols` are every conformation's: readers need not read them again.
-    shared_symbols: bool = False
 
 
 @dataclass
@@ -140,11 +137,9 @@ class ANI1File:
         natural name order. A group holding a dataset of one of those names is a
         molecule group, and is not looked into; other groups are.
 
-        With h5py's low-level calls, and opening rather than asking first (a
-        failed open costs 4 us): its `Group.keys` and `Group.get` (and the objects
-        they make) took most of the scan's 0.25 ms a group, and the whole release
-        is some 58,000 groups, scanned before any unit starts
-        (benchmarks/RESULTS.md, session 14)."""
+        With h5py's low-level calls, opening rather than asking first: the whole
+        release is some 58,000 groups, scanned before any unit starts, and h5py's
+        `Group` objects cost most of that time."""
 
         def visit(
             group: h5py.h5g.GroupID, path: str
@@ -201,8 +196,7 @@ class ANI1File:
 
     def _inspect(self, name: str, found: dict[str, h5py.h5d.DatasetID]) -> MoleculeInfo:
         """One group's structure, from the datasets it has (`_groups` opened
-        them). The species are read with h5py's low-level calls: 10 us against 53
-        us through its `Dataset` (benchmarks/RESULTS.md, session 14)."""
+        them)."""
         missing = [k for k in REQUIRED if k not in found]
         if missing:
             raise InputError(self.path, name, f"missing dataset(s) {missing}")
@@ -227,7 +221,6 @@ class ANI1File:
                 f"species shape {species} disagrees with coordinates {coords}",
             )
         symbols = _decode_symbols(_read_all(found["species"]), self.path, name)
-        shared = symbols.ndim == 1
         if symbols.ndim == 2:
             first = sorted(symbols[0])
             if any(sorted(row) != first for row in symbols):
@@ -242,7 +235,6 @@ class ANI1File:
             n_atoms=int(n_atoms),
             symbols=tuple(symbols.tolist()),
             formula=formula(list(symbols)),
-            shared_symbols=shared,
         )
 
     def read(
@@ -251,18 +243,13 @@ class ANI1File:
         start: int,
         stop: int,
         check_finite: bool = False,
-        symbols: tuple[str, ...] | None = None,
     ) -> Block:
         """Conformations [start, stop) of `group`: coordinates, energies, symbols.
         With `check_finite`, an InputError when any coordinate or energy is NaN or
-        infinite. `symbols`: every conformation's, known from a scan of a group of
-        shared symbols (`MoleculeInfo.shared_symbols`), so not read again.
+        infinite.
 
-        Coordinates and energies are read with h5py's low-level calls, in the
-        file's own types, then converted as NumPy converts: 0.13-0.15 ms a group of
-        250 small conformations against 0.20-0.25 ms through h5py's datasets,
-        whose objects and selections are Python that holds the GIL the unit
-        threads share (benchmarks/RESULTS.md, session 11)."""
+        Coordinates and energies are read in the file's own types, then converted
+        as NumPy converts."""
         coords = np.asarray(
             self._read_rows(f"{group}/coordinates", start, stop), dtype=np.float32
         )
@@ -271,12 +258,9 @@ class ANI1File:
         )
         if check_finite:
             self._require_finite(group, start, coordinates=coords, energies=energies)
-        if symbols is not None:
-            names = np.array(symbols)
-        else:
-            species = self._file()[group]["species"]
-            raw = species[()] if species.ndim == 1 else species[start:stop]
-            names = _decode_symbols(raw, self.path, group)
+        species = self._file()[group]["species"]
+        raw = species[()] if species.ndim == 1 else species[start:stop]
+        names = _decode_symbols(raw, self.path, group)
         if names.ndim == 1:
             names = np.broadcast_to(names, coords.shape[:2])
         return Block(coordinates=coords, energies=energies, symbols=names)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from aevpipe.errors import SettingsError
+
 
 def _linspace(start: float, stop: float, steps: int) -> tuple[float, ...]:
     # The same pure-Python formula TorchANI uses, so presets match it bit for bit.
@@ -27,7 +29,7 @@ def _from_known_fields(cls: type, data: dict[str, Any], what: str) -> Any:
     """`cls(**data)`, with a clear error naming keys `cls` does not have."""
     unknown = set(data) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"unknown {what}(s): {sorted(unknown)}")
+        raise SettingsError(f"unknown {what}(s): {sorted(unknown)}")
     return cls(**data)
 
 
@@ -55,15 +57,17 @@ class AEVParams:
         for name in ("elements", "ShfR", "ShfA", "ShfZ"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.elements:
-            raise ValueError("AEV parameters need at least one element")
+            raise SettingsError("AEV parameters need at least one element")
         if len(set(self.elements)) != len(self.elements):
-            raise ValueError(f"repeated element in {list(self.elements)}")
+            raise SettingsError(f"repeated element in {list(self.elements)}")
         if not 0 < self.Rca < self.Rcr:
-            raise ValueError(f"need 0 < Rca < Rcr, got Rca={self.Rca} Rcr={self.Rcr}")
+            raise SettingsError(
+                f"need 0 < Rca < Rcr, got Rca={self.Rca} Rcr={self.Rcr}"
+            )
         if not (self.ShfR and self.ShfA and self.ShfZ):
-            raise ValueError("ShfR, ShfA and ShfZ must not be empty")
+            raise SettingsError("ShfR, ShfA and ShfZ must not be empty")
         if self.cutoff_fn not in ("cosine", "smooth"):
-            raise ValueError(
+            raise SettingsError(
                 f"cutoff_fn must be 'cosine' or 'smooth': {self.cutoff_fn}"
             )
 
@@ -123,7 +127,7 @@ AEV_PRESETS = {"ani1x": AEVParams.ani1x, "ani2x": AEVParams.ani2x}
 def load_aev_params(preset: str = "ani1x", toml_path: Path | None = None) -> AEVParams:
     """AEV parameters from a preset, overridden by an `[aev]` table of a TOML file."""
     if preset not in AEV_PRESETS:
-        raise ValueError(
+        raise SettingsError(
             f"unknown AEV preset {preset!r}; choose from {list(AEV_PRESETS)}"
         )
     params = AEV_PRESETS[preset]().to_dict()
@@ -138,9 +142,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -154,13 +158,13 @@ class SplitSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
         if len(self.fractions) != 3 or any(f < 0 for f in self.fractions):
-            raise ValueError(
+            raise SettingsError(
                 f"split needs three non-negative fractions: {self.fractions}"
             )
         if abs(sum(self.fractions) - 1.0) > 1e-6:
-            raise ValueError(f"split fractions must sum to 1: {self.fractions}")
+            raise SettingsError(f"split fractions must sum to 1: {self.fractions}")
         if self.by not in ("conformation", "molecule"):
-            raise ValueError(f"split-by must be conformation or molecule: {self.by}")
+            raise SettingsError(f"split-by must be conformation or molecule: {self.by}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"fractions": list(self.fractions), "seed": self.seed, "by": self.by}
@@ -178,14 +182,10 @@ class FeaturizeSettings:
     device: str = "auto"
     skip_invalid: bool = False
     threads: int = 0  # in-process unit threads; 0: one per core (at most 4) on CPU
-    # In-process runs write large chunk files straight to the device (O_DIRECT, by
-    # I/O threads) where the file system allows it; False: through the page cache,
-    # in the unit threads (aevpipe.chunk_files says when each is faster).
-    direct_writes: bool = False
 
     def __post_init__(self) -> None:
         if self.threads < 0:
-            raise ValueError(f"threads must be 0 (auto) or more: {self.threads}")
+            raise SettingsError(f"threads must be 0 (auto) or more: {self.threads}")
 
 
 ANI1X_HIDDEN = {
@@ -227,14 +227,14 @@ class TrainSettings:
         hidden = {k: tuple(int(x) for x in v) for k, v in dict(self.hidden).items()}
         object.__setattr__(self, "hidden", hidden)
         if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be adamw or sgd: {self.optimizer}")
+            raise SettingsError(f"optimizer must be adamw or sgd: {self.optimizer}")
         if self.schedule not in ("plateau", "none"):
-            raise ValueError(f"schedule must be plateau or none: {self.schedule}")
+            raise SettingsError(f"schedule must be plateau or none: {self.schedule}")
         for name in ("batch_size", "valid_batch_size", "max_epochs", "memory_limit"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive: {getattr(self, name)}")
+                raise SettingsError(f"{name} must be positive: {getattr(self, name)}")
         if self.lr <= 0:
-            raise ValueError(f"learning rate must be positive: {self.lr}")
+            raise SettingsError(f"learning rate must be positive: {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -270,7 +270,7 @@ def load_train_settings(
 ) -> TrainSettings:
     """Train settings from a preset, a `[train]` table of a TOML file, then flags."""
     if preset not in TRAIN_PRESETS:
-        raise ValueError(
+        raise SettingsError(
             f"unknown train preset {preset!r}; choose from {list(TRAIN_PRESETS)}"
         )
     data: dict[str, Any] = {"preset": preset, **TRAIN_PRESETS[preset]}

@@ -7,6 +7,11 @@ class AevpipeError(Exception):
     """Base of the errors caused by input or settings, not by bugs."""
 
 
+class SettingsError(AevpipeError, ValueError):
+    """Settings that cannot work (a flag, a config file, a preset): a ValueError
+    too, so that code calling the library directly may catch it as one."""
+
+
 class InputError(AevpipeError):
     """Bad input data, naming the file and, where known, the HDF5 group."""
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aevpipe.aev import build_aev_computer, compute_aevs
+from aevpipe.aev import build_aev_computer, element_rows
 from aevpipe.config import AEVParams
 from aevpipe.loader import element_counts
-from aevpipe.model import rows_by_element
 from aevpipe.runs import load_best
 
 
@@ -34,17 +33,17 @@ class Potential:
     @torch.no_grad()
     def energies(self, species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
         """(n,) float64 Hartree for `species` (n, A) element indices and
-        `coordinates` (n, A, 3) Angstrom, all of one atom count."""
-        aevs = compute_aevs(
-            self.computer, torch.from_numpy(species), torch.from_numpy(coordinates)
+        `coordinates` (n, A, 3) Angstrom, all of one atom count. The AEVs come
+        from featurize's own `element_rows`, so they are the stored ones."""
+        rows = element_rows(
+            self.computer,
+            torch.from_numpy(species),
+            torch.from_numpy(coordinates),
+            len(self.elements),
         )
-        return self.energies_from_aevs(species, aevs)
-
-    @torch.no_grad()
-    def energies_from_aevs(self, species: np.ndarray, aevs: torch.Tensor) -> np.ndarray:
-        rows, conf = rows_by_element(aevs, torch.from_numpy(species), self.elements)
-        rows = {e: t.to(self.device) for e, t in rows.items()}
-        conf = {e: t.to(self.device) for e, t in conf.items()}
-        atomic = self.model(rows, conf, len(species)).double().cpu().numpy()
+        present = [(e, r) for e, r in zip(self.elements, rows, strict=True) if r]
+        aev = {e: r[0].to(self.device) for e, r in present}
+        conf = {e: r[1].to(self.device) for e, r in present}
+        atomic = self.model(aev, conf, len(species)).double().cpu().numpy()
         counts = element_counts(species, len(self.elements))
         return atomic + counts @ self.self_energies

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from aevpipe import keys
-from aevpipe.shards import ShardStore
+from aevpipe.errors import SettingsError
+from aevpipe.store import ShardStore
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,7 @@ class ShardLoader:
         world_size: int = 1,
     ):
         if batch_size < 1:
-            raise ValueError(f"batch size must be positive: {batch_size}")
+            raise SettingsError(f"batch size must be positive: {batch_size}")
         self.store = store
         self.batch_size = batch_size
         self.shuffle = shuffle

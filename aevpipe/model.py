@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aevpipe.errors import SettingsError
+
 ACTIVATIONS = {
     "celu": lambda: nn.CELU(alpha=0.1),
     "relu": nn.ReLU,
@@ -17,31 +19,12 @@ ACTIVATIONS = {
 }
 
 
-def rows_by_element(
-    aevs: torch.Tensor, species: torch.Tensor, elements: tuple[str, ...]
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Dense per-element row blocks of `aevs` (n, A, L), and each row's conformation,
-    from `species` (n, A) element indices; rows in (conformation, atom) order.
-
-    For the CPU side (inference; featurize builds its rows with
-    aev.compute_element_rows): `nonzero` waits for the device.
-    """
-    rows, conf = {}, {}
-    for e, element in enumerate(elements):
-        mask = species == e
-        index = mask.nonzero()[:, 0]
-        if len(index):
-            rows[element] = aevs[mask]
-            conf[element] = index
-    return rows, conf
-
-
 def element_mlp(
     aev_length: int, hidden: tuple[int, ...], activation: str
 ) -> nn.Sequential:
     """aev_length -> hidden... -> 1, with `activation` between linear layers."""
     if activation not in ACTIVATIONS:
-        raise ValueError(
+        raise SettingsError(
             f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
         )
     sizes = (aev_length, *hidden)
@@ -68,10 +51,10 @@ class ElementNetworks(nn.Module):
     ):
         super().__init__()
         if not elements:
-            raise ValueError("need at least one element")
+            raise SettingsError("need at least one element")
         missing = [e for e in elements if e not in hidden]
         if missing:
-            raise ValueError(f"no hidden layer sizes for element(s) {missing}")
+            raise SettingsError(f"no hidden layer sizes for element(s) {missing}")
         self.elements = tuple(elements)
         self.aev_length = aev_length
         self.nets = nn.ModuleDict(

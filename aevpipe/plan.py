@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from aevpipe.config import SplitSettings
+from aevpipe.errors import SettingsError
 
 N_SPLITS = 3
 
@@ -93,41 +94,8 @@ class Plan:
 
     def fingerprint(self) -> str:
         """Stable hash of the plan, stored with the store to resume safely: the
-        sha256 of `json.dumps(asdict(plan), sort_keys=True)` (a test checks),
-        from plain dicts built here. Through `asdict`'s recursive copy the
-        fingerprint of a plan of 57,000 molecules (the release's size) took
-        1.83-2.00 s, before any unit started; now 0.62-0.65 s
-        (benchmarks/RESULTS.md, session 14)."""
-        plain = {
-            "groups": [
-                {
-                    "n_atoms": g.n_atoms,
-                    "conformations": g.conformations,
-                    "rows": g.rows,
-                }
-                for g in self.groups
-            ],
-            "units": [
-                {
-                    "uid": u.uid,
-                    "molecule": u.molecule,
-                    "start": u.start,
-                    "stop": u.stop,
-                    "n_atoms": u.n_atoms,
-                    "parts": [
-                        {
-                            "split": p.split,
-                            "count": p.count,
-                            "conformation_offset": p.conformation_offset,
-                            "row_offsets": p.row_offsets,
-                        }
-                        for p in u.parts
-                    ],
-                }
-                for u in self.units
-            ],
-        }
-        text = json.dumps(plain, sort_keys=True)
+        sha256 of `json.dumps(asdict(plan), sort_keys=True)`."""
+        text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -143,7 +111,7 @@ def molecule_splits(settings: SplitSettings, n_molecules: int) -> list[int] | No
     n_valid = max(1, round(f_valid * n_molecules)) if f_valid > 0 else 0
     n_test = max(1, round(f_test * n_molecules)) if f_test > 0 else 0
     if n_valid + n_test >= n_molecules:
-        raise ValueError(
+        raise SettingsError(
             f"cannot split {n_molecules} molecule(s) by molecule into fractions "
             f"{list(settings.fractions)}: too few molecules"
         )
@@ -201,7 +169,7 @@ def make_plan(
     atoms: big units write whole chunks and rarely share one with another unit.
     """
     if (block_size is not None and block_size < 1) or block_atoms < 1:
-        raise ValueError(f"block size must be positive: {block_size}, {block_atoms}")
+        raise SettingsError(f"block size must be positive: {block_size}, {block_atoms}")
     if not molecules:
         raise ValueError("nothing to plan: no molecules")
     n_el = len(molecules[0].element_counts)

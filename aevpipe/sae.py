@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from aevpipe import keys
+from aevpipe.errors import SettingsError
 from aevpipe.loader import element_counts
-from aevpipe.shards import ShardStore
+from aevpipe.store import ShardStore
 
 
 def fit_self_energies(store: ShardStore, split: int = 0) -> np.ndarray:
@@ -33,7 +34,7 @@ def fit_self_energies(store: ShardStore, split: int = 0) -> np.ndarray:
             xty += x.T @ energy[a:b]
     present = np.diag(xtx) > 0
     if not present.any():
-        raise ValueError("no conformations in the split to fit self energies on")
+        raise SettingsError("no conformations in the split to fit self energies on")
     sae = np.zeros(n_el)
     sub = np.ix_(present, present)
     sae[present] = np.linalg.lstsq(xtx[sub], xty[present], rcond=None)[0]

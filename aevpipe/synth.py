@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from aevpipe.errors import SettingsError
 from aevpipe.keys import HARTREE_TO_KCALMOL
 
 # Per-element offsets (Hartree), about ANI-1's wB97X/6-31G(d) atomic energies.
@@ -224,7 +225,7 @@ def synthesize(
 ) -> dict:
     """Write ani_gdb_s01.h5 ... ani_gdb_s04.h5 into `out`; returns a summary."""
     if preset not in PRESETS:
-        raise ValueError(
+        raise SettingsError(
             f"unknown synth preset {preset!r}; choose from {list(PRESETS)}"
         )
     t0 = time.perf_counter()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,14 @@ import pytest
 from tests.synthetic import write_flat, write_release
 
 REAL_S01 = Path(__file__).resolve().parents[1].parent / "shared/data/ani_gdb_s01.h5"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e/ is marked `e2e` (`pytest -m "not e2e"` runs the
+    unit tests alone)."""
+    for item in items:
+        if "e2e" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
@@ -53,47 +58,25 @@ def store(release_file, tmp_path) -> Path:
 
 @pytest.fixture
 def fill_disk_after(monkeypatch):
-    """Call with N: from then on, chunk writes of in-process featurize writers fail
-    after the first N chunk files, as on a full disk (metadata files still go). The
-    writes fail where the files are written: in the unit threads, or in the I/O
-    threads of direct writes."""
-    from aevpipe.chunk_files import ChunkFiles
+    """Call with N: from then on, chunk files written into Zarr directory stores
+    fail after the first N, as on a full disk (metadata files still go)."""
+    import errno
+    import os
+    import threading
+
+    import zarr
 
     def fill(chunk_files: int) -> None:
-        real_write, written, lock = ChunkFiles.write, [], threading.Lock()
+        real, written, lock = zarr.DirectoryStore.__setitem__, [], threading.Lock()
 
-        def filling(self, file, data):
-            with lock:
-                full = len(written) >= chunk_files
-                if not full:
-                    written.append(file)
-            if full:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            return real_write(self, file, data)
+        def filling(self, key, value):
+            if not key.rsplit("/", 1)[-1].startswith(".z"):
+                with lock:
+                    if len(written) >= chunk_files:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                    written.append(key)
+            return real(self, key, value)
 
-        monkeypatch.setattr(ChunkFiles, "write", filling)
+        monkeypatch.setattr(zarr.DirectoryStore, "__setitem__", filling)
 
     return fill
-
-
-@pytest.fixture
-def spy_on_open(monkeypatch):
-    """Call with `refuse_direct`: from then on, the flags of every os.open that
-    aevpipe.chunk_files makes, call by call, in the list returned; with
-    `refuse_direct`, O_DIRECT opens fail as on a file system without it
-    (EINVAL)."""
-    from aevpipe import chunk_files
-
-    def spy_on(refuse_direct: bool) -> list[int]:
-        real_open, flags_seen = os.open, []
-
-        def spy(path, flags, *args, **kwargs):
-            flags_seen.append(flags)
-            if refuse_direct and flags & os.O_DIRECT:
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
-            return real_open(path, flags, *args, **kwargs)
-
-        monkeypatch.setattr(chunk_files.os, "open", spy)
-        return flags_seen
-
-    return spy_on

@@ -33,7 +33,7 @@ from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
 from aevpipe.runs import load_best
 from aevpipe.sae import fit_self_energies
-from aevpipe.shards import ShardStore
+from aevpipe.store import ShardStore
 
 TRAIN, VALID, TEST = (keys.SPLIT_CODES[n] for n in keys.SPLIT_NAMES)
 

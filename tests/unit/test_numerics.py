@@ -10,7 +10,7 @@ from aevpipe.keys import HARTREE_TO_KCALMOL
 from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
 from aevpipe.sae import fit_self_energies
-from aevpipe.shards import ShardStore
+from aevpipe.store import ShardStore
 
 
 def test_error_sums_are_not_averages_of_averages():

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aevpipe import shards
+from aevpipe import store
 from aevpipe.cli import cli
+from aevpipe.store import ShardStore
 
 
 @pytest.fixture
@@ -35,28 +36,9 @@ def test_featurize_then_rerun(runner, release_file, tmp_path):
     assert result.exit_code == 0, result.output
     assert "conformations 345" in result.output
     assert "compression ratio" in result.output
-    assert shards.is_complete(out)
+    assert store.is_complete(out)
     again = runner.invoke(cli, args)
     assert again.exit_code == 0 and "complete already" in again.output
-
-
-def test_featurize_buffered_writes_flag_reaches_the_settings(
-    runner, release_file, tmp_path, monkeypatch
-):
-    from aevpipe.stages import featurize as stage
-
-    seen, real = [], stage.featurize
-
-    def spy(files, out, settings, **kw):
-        seen.append(settings.direct_writes)
-        return real(files, out, settings, **kw)
-
-    monkeypatch.setattr(stage, "featurize", spy)
-    for flag, store in (("--buffered-writes", "b"), ("--direct-writes", "d")):
-        args = ["featurize", str(release_file), "--out", str(tmp_path / store)]
-        result = runner.invoke(cli, [*args, "--no-progress", flag])
-        assert result.exit_code == 0, result.output
-    assert seen == [False, True]
 
 
 def test_featurize_aev_flags(runner, release_file, tmp_path):
@@ -76,7 +58,7 @@ def test_featurize_aev_flags(runner, release_file, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    store = shards.ShardStore.open(out)
+    store = ShardStore.open(out)
     assert store.aev.Rcr == 5.0 and store.aev.aev_length == 64 + 4 * 2 * 10
 
 
@@ -101,7 +83,7 @@ def test_featurize_bad_input_is_one_clean_line(
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
-    assert not shards.is_complete(out)
+    assert not store.is_complete(out)
 
 
 def test_not_hdf5(runner, tmp_path):
@@ -131,26 +113,26 @@ def test_ctrl_c_in_featurize_says_how_to_go_on(
 ):
     import aevpipe.stages.featurize as stage
 
-    real_write_unit, calls = stage.write_unit, []
+    real_run_unit, calls = stage.run_unit, []
 
-    def interrupted(task, computed):
+    def interrupted(task):
         if len(calls) >= 2:  # ">=": threads may pass the check together
             raise KeyboardInterrupt
         calls.append(task.unit.uid)
-        return real_write_unit(task, computed)
+        return real_run_unit(task)
 
     out = tmp_path / "aev"
     args = ["featurize", str(release_file), "--out", str(out), "--no-progress"]
     args += ["--block-size", "50"]
-    monkeypatch.setattr(stage, "write_unit", interrupted)
+    monkeypatch.setattr(stage, "run_unit", interrupted)
     result = runner.invoke(cli, args)
     assert result.exit_code == 130
     assert result.output.startswith("aevpipe: interrupted: the units finished so far")
     assert f"kept in {out}, which readers refuse" in result.output
     assert "run the same command to complete it" in result.output
     assert "Aborted" not in result.output and "Traceback" not in result.output
-    assert not shards.is_complete(out)
-    monkeypatch.setattr(stage, "write_unit", real_write_unit)
+    assert not store.is_complete(out)
+    monkeypatch.setattr(stage, "run_unit", real_run_unit)
     again = runner.invoke(cli, args)
     assert again.exit_code == 0 and "resumed" in again.output
     assert "already done 2" in again.output

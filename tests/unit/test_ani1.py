@@ -74,23 +74,8 @@ def test_scan_order_and_what_counts_as_a_molecule_group(tmp_path):
     assert "missing dataset(s) ['energies', 'species']" in str(infos["/c/part"])
     for name in ("/a/numbers", "/a/vlen", "/b", "/set/mol-2"):
         assert infos[name].formula == "H2" and infos[name].symbols == ("H", "H")
-    assert not infos["/a/numbers"].shared_symbols and infos["/a/vlen"].shared_symbols
 
 
-def test_shared_symbols_are_known_from_the_scan(release_file, flat_file):
-    with ANI1File(release_file) as f:
-        mol = f.molecules()[1]
-        assert mol.shared_symbols
-        read = f.read(mol.group, 3, 40)
-        given = f.read(mol.group, 3, 40, symbols=mol.symbols)
-    assert np.array_equal(given.symbols, read.symbols)
-    assert np.array_equal(given.coordinates, read.coordinates)
-    assert np.array_equal(given.energies, read.energies)
-    with ANI1File(flat_file) as f:
-        assert not any(m.shared_symbols for m in f.molecules())
-
-
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_rows_read_as_numpy_slices_them(tmp_path):
     """Low-level reads: the file's types converted as NumPy converts (float64
     coordinates to float32, overflow to infinity, so the finite check sees it),

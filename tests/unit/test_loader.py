@@ -7,7 +7,7 @@ import pytest
 
 from aevpipe import keys
 from aevpipe.loader import ShardLoader
-from aevpipe.shards import ShardStore
+from aevpipe.store import ShardStore
 
 MIB = 1 << 20
 

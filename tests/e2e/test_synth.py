@@ -9,12 +9,12 @@ from click.testing import CliRunner
 
 pytest.importorskip("rdkit")
 
-from aevpipe import shards  # noqa: E402
 from aevpipe.ani1 import ANI1File  # noqa: E402
 from aevpipe.cli import cli  # noqa: E402
 from aevpipe.config import FeaturizeSettings  # noqa: E402
 from aevpipe.keys import HARTREE_TO_KCALMOL  # noqa: E402
 from aevpipe.stages.featurize import featurize  # noqa: E402
+from aevpipe.store import ShardStore  # noqa: E402
 from aevpipe.synth import OFFSETS, enumerate_smiles, synthesize  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def test_deterministic_for_a_seed(synth_dir, tmp_path):
 def test_featurized_store_is_marked_synthetic(synth_dir, tmp_path):
     files = [str(p) for p in sorted(synth_dir.glob("*.h5"))]
     featurize(files, tmp_path / "aev", FeaturizeSettings(), progress=False)
-    store = shards.ShardStore.open(tmp_path / "aev")
+    store = ShardStore.open(tmp_path / "aev")
     assert store.attrs["synthetic"] is True
     assert len(store.molecules) >= 90
 

@@ -1,0 +1,32 @@
+"""The `aevpipe` command line: thin click commands over the stages, one module per
+stage (`common` holds what they share)."""
+
+from __future__ import annotations
+
+import click
+
+from aevpipe.cli.data import demo, synth
+from aevpipe.cli.featurize import featurize
+from aevpipe.cli.results import export, predict, report
+from aevpipe.cli.train import train
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="aevpipe")
+def cli() -> None:
+    """Train ANI-style neural-network potentials from cached AEV shards.
+
+    \b
+    aevpipe featurize ani_gdb_s0*.h5 --out data/aev
+    aevpipe train --shards data/aev --out data/runs/first
+    aevpipe report data/runs/first
+    """
+
+
+for command in (featurize, train, report, predict, export, synth, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="aevpipe")

@@ -1,0 +1,120 @@
+"""`aevpipe report`, `predict` and `export`: what a trained run gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aevpipe.cli.common import (
+    clean_errors,
+    device_option,
+)
+
+
+@click.command()
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--runs",
+    "runs_root",
+    default="data/runs",
+    show_default=True,
+    help="Where to look for the most recent run when RUN_DIR is omitted.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for report.md, report.json and PNGs [default: RUN_DIR/report].",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="What to print: the Markdown report or JSON.",
+)
+@device_option
+@clean_errors
+def report(run_dir, runs_root, out, fmt, device):
+    """Errors per split, source file and molecule, with figures, for a run.
+
+    \b
+    Example:
+      aevpipe report                       # the latest run under data/runs
+      aevpipe report data/runs/s01 --format json
+    """
+    import json
+
+    from aevpipe.stages.report import build_report, latest_run, markdown, write_report
+
+    run = Path(run_dir) if run_dir else latest_run(Path(runs_root))
+    result = build_report(run, device)
+    written = write_report(result, Path(out) if out else run / "report")
+    if fmt == "json":
+        public = {k: v for k, v in result.items() if not k.startswith("_")}
+        click.echo(json.dumps(public, indent=1))
+    else:
+        click.echo(markdown(result))
+        click.echo("written: " + ", ".join(str(p) for p in written))
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="predictions.csv",
+    show_default=True,
+    help="CSV to write.",
+)
+@click.option(
+    "--batch-atoms",
+    type=click.IntRange(min=1),
+    default=65536,
+    show_default=True,
+    help="Atoms per model call (bounds memory).",
+)
+@device_option
+@clean_errors
+def predict(run_dir, files, out, batch_atoms, device):
+    """Energies of new geometries (ANI-1 HDF5 or XYZ FILES) from a trained run.
+
+    \b
+    Columns: source,group,index,formula,n_atoms,energy_pred_hartree
+    and energy_ref_hartree when an input carries energies.
+    Example:
+      aevpipe predict data/runs/s01 ani_gdb_s02.h5 --out s02.csv
+      aevpipe predict data/runs/s01 trajectory.xyz --out traj.csv
+    """
+    from aevpipe.stages.predict import predict as run
+
+    n = run(Path(run_dir), list(files), Path(out), device, batch_atoms)
+    click.echo(f"{n:,} energies written to {out}")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="model.pt",
+    show_default=True,
+    help="TorchANI model file to write.",
+)
+@clean_errors
+def export(run_dir, out):
+    """Write a run's best model as a TorchANI model (AEVs, networks, self energies).
+
+    \b
+    Load it with:  model = torch.load("model.pt", weights_only=False)
+    energies:      model((atomic_numbers, coordinates)).energies   # Hartree
+    ASE:           atoms.calc = model.ase()
+    Example:
+      aevpipe export data/runs/s01 --out s01.pt
+    """
+    from aevpipe.export import export as run
+
+    run(Path(run_dir), Path(out))
+    click.echo(f"TorchANI model written to {out}")

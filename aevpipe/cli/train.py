@@ -1,0 +1,169 @@
+"""`aevpipe train`: per-element networks from an AEV shard store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aevpipe.cli.common import (
+    Interrupted,
+    UserError,
+    clean_errors,
+    device_option,
+    echo_errors,
+    machine_error,
+    parse_bytes,
+    progress_option,
+)
+
+
+@click.command()
+@click.option(
+    "--shards",
+    type=click.Path(file_okay=False),
+    default="data/aev",
+    show_default=True,
+    help="Shard store written by `aevpipe featurize`.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory [default: data/runs/run-<date>-<time>].",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["ani1x", "seed"]),
+    default="ani1x",
+    show_default=True,
+    help="ani1x: ANI-1x networks, AdamW, schedule; seed: the course project's recipe.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="TOML file with a [train] table overriding the preset.",
+)
+@click.option("--max-epochs", type=click.IntRange(min=1))
+@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of training.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate."
+)
+@click.option(
+    "--memory-limit",
+    default="1GiB",
+    show_default=True,
+    help="AEV data the loader may hold in RAM.",
+)
+@device_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Training processes on this machine (DistributedDataParallel; "
+    "gloo on CPU, one GPU each on CUDA). For several nodes use torchrun.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out.")
+@progress_option
+@clean_errors
+def train(
+    shards,
+    out,
+    preset,
+    config_path,
+    max_epochs,
+    max_time,
+    batch_size,
+    lr,
+    memory_limit,
+    device,
+    seed,
+    nproc,
+    resume,
+    overwrite,
+    progress,
+):
+    """Train per-element networks straight from AEV shards.
+
+    \b
+    Example:
+      aevpipe train --shards data/aev --out data/runs/s01 --max-time 600
+      aevpipe train --shards data/aev --out data/runs/s01 --resume
+      aevpipe train --shards data/aev --preset seed
+    """
+    import json
+    import time
+
+    from aevpipe.config import load_train_settings
+    from aevpipe.stages.train import train as run
+
+    settings = load_train_settings(
+        preset,
+        Path(config_path) if config_path else None,
+        max_epochs=max_epochs,
+        max_time=max_time,
+        batch_size=batch_size,
+        lr=lr,
+        memory_limit=parse_bytes(memory_limit),
+        device=device,
+        seed=seed,
+    )
+    if out is None:
+        if resume:
+            raise UserError("--resume needs --out (the run to continue)")
+        out = Path("data/runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    try:
+        if nproc > 1:
+            from torch.multiprocessing import ProcessRaisedException
+
+            from aevpipe.distributed import spawn
+
+            try:
+                spawn(
+                    nproc,
+                    run,
+                    Path(shards),
+                    Path(out),
+                    settings,
+                    resume,
+                    overwrite,
+                    progress,
+                )
+            except ProcessRaisedException as exc:
+                raise UserError(str(exc).strip().splitlines()[-1]) from None
+            metrics = json.loads((Path(out) / "metrics.json").read_text())
+        else:
+            metrics = run(
+                Path(shards),
+                Path(out),
+                settings,
+                resume=resume,
+                overwrite=overwrite,
+                progress=progress,
+                echo=click.echo,
+            ).metrics
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{out} keeps its settings and every finished epoch; run the same "
+            "command with --resume to continue from the last one"
+        ) from None
+    except OSError as exc:
+        message = machine_error(exc)
+        if message is None:
+            raise
+        raise UserError(
+            f"{message}; {out} keeps every finished epoch: fix that and run the "
+            "same command with --resume to continue"
+        ) from None
+    r = metrics["run"]
+    click.echo(
+        f"stopped after epoch {r['epochs']} ({r['stop_reason']}); "
+        f"best epoch {r['best_epoch']}"
+    )
+    echo_errors(metrics, indent=2)
+    click.echo(f"run written to {out}")
