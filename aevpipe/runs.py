@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,50 @@ def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
     )
     model.load_state_dict(payload["model"])
     return model.to(device), payload
+
+
+# Settings a resumed run may change: how long, where, with how much memory.
+RESUMABLE_CHANGES = ("max_epochs", "max_time", "device", "memory_limit")
+
+
+def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES}
+
+
+def prepare_run_dir(
+    run: Path, identity: dict[str, Any], resume: bool, overwrite: bool
+) -> bool:
+    """Prepare the run directory; True when resuming from a checkpoint. With
+    `overwrite`, an earlier run there is removed; a folder that is not a run is
+    refused, never deleted."""
+    config_path = run / CONFIG
+    if overwrite and config_path.is_file():
+        shutil.rmtree(run)
+    if not config_path.is_file():
+        if run.exists() and any(run.iterdir()):
+            raise RunError(
+                f"{run}: exists and is not an aevpipe run; choose another --out "
+                "(--overwrite replaces only a run)"
+            )
+        if resume:
+            raise RunError(f"{run}: nothing to resume (no {CONFIG})")
+        return False
+    old = json.loads(config_path.read_text())
+    if not resume:
+        raise RunError(
+            f"{run}: already holds a run; pass --resume to continue it "
+            "or --overwrite to replace it"
+        )
+    if old["store"]["plan"] != identity["store"]["plan"]:
+        raise RunError(
+            f"{run}: was trained on another shard store "
+            f"({old['store']['path']}); cannot resume on this one"
+        )
+    if old["aev"] != identity["aev"] or old["elements"] != identity["elements"]:
+        raise RunError(f"{run}: AEV parameters or elements differ from the store's")
+    if _recipe(old["settings"]) != _recipe(identity["settings"]):
+        raise RunError(
+            f"{run}: settings differ from the run being resumed; resume "
+            "with the same flags"
+        )
+    return (run / CHECKPOINT).is_file()

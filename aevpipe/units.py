@@ -18,7 +18,6 @@ import torch
 
 from aevpipe import keys
 from aevpipe.aev import build_aev_computer, element_rows, resolve_device
-from aevpipe.allocator import keep_freed_memory
 from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, SplitSettings
 from aevpipe.errors import InputError
@@ -123,7 +122,6 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
     """
     if task.threads:
         torch.set_num_threads(task.threads)
-    keep_freed_memory()
     unit, elements = task.unit, task.aev.elements
     block = _reader(task.file).read(task.group, unit.start, unit.stop, True)
     species = species_indices(block.symbols, elements, task.file, task.group)

@@ -27,7 +27,7 @@ from aevpipe import keys  # noqa: E402
 from aevpipe.ani1 import ANI1File  # noqa: E402
 from aevpipe.config import ANI1X_HIDDEN  # noqa: E402
 from aevpipe.elements import ATOMIC_NUMBER  # noqa: E402
-from aevpipe.shards import ShardStore  # noqa: E402
+from aevpipe.store import ShardStore  # noqa: E402
 
 ELEMENTS = ("H", "C", "N", "O")
 

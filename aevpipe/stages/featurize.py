@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from aevpipe import keys, store
 from aevpipe.aev import TORCHANI_VERSION, resolve_device
-from aevpipe.allocator import keep_freed_memory
 from aevpipe.ani1 import ANI1File, MoleculeInfo
 from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
@@ -227,7 +226,6 @@ def featurize(
 ) -> FeaturizeSummary:
     """Featurize `files` into the store at `out`; see the module docstring."""
     t0 = time.perf_counter()
-    keep_freed_memory()  # before the unit threads start
     files, out = [str(f) for f in files], Path(out)
     device = resolve_device(settings.device)  # a bad device fails before any reading
     molecules, skipped, synthetic = scan_inputs(files, settings, progress)

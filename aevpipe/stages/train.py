@@ -9,9 +9,7 @@ uninterrupted run would have been. AEVs are never recomputed.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from aevpipe import keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.config import TrainSettings
 from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
-from aevpipe.errors import RunError, StoreError
+from aevpipe.errors import StoreError
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
@@ -94,51 +92,6 @@ def evaluate(
         if collect is not None:
             collect(batch, predicted.cpu())
     return sums
-
-
-# Settings a resumed run may change: how long, where, with how much memory.
-RESUMABLE_CHANGES = ("max_epochs", "max_time", "device", "memory_limit")
-
-
-def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES}
-
-
-def _check_run_dir(
-    run: Path, identity: dict[str, Any], resume: bool, overwrite: bool
-) -> bool:
-    """Prepare the run directory; True when resuming from a checkpoint."""
-    config_path = run / runs.CONFIG
-    if overwrite and run.exists():
-        shutil.rmtree(run)
-    if not config_path.is_file():
-        if run.exists() and any(run.iterdir()):
-            raise RunError(
-                f"{run}: exists and is not an aevpipe run; choose another "
-                "--out or pass --overwrite"
-            )
-        if resume:
-            raise RunError(f"{run}: nothing to resume (no {runs.CONFIG})")
-        return False
-    old = json.loads(config_path.read_text())
-    if not resume:
-        raise RunError(
-            f"{run}: already holds a run; pass --resume to continue it "
-            "or --overwrite to replace it"
-        )
-    if old["store"]["plan"] != identity["store"]["plan"]:
-        raise RunError(
-            f"{run}: was trained on another shard store "
-            f"({old['store']['path']}); cannot resume on this one"
-        )
-    if old["aev"] != identity["aev"] or old["elements"] != identity["elements"]:
-        raise RunError(f"{run}: AEV parameters or elements differ from the store's")
-    if _recipe(old["settings"]) != _recipe(identity["settings"]):
-        raise RunError(
-            f"{run}: settings differ from the run being resumed; resume "
-            "with the same flags"
-        )
-    return (run / runs.CHECKPOINT).is_file()
 
 
 class Trainer:
@@ -375,7 +328,7 @@ def train(
     if store.conformations(TRAIN) == 0:
         raise StoreError(f"{shards_path}: the training split is empty")
     if world.is_main:
-        resuming = _check_run_dir(run, identity, resume, overwrite)
+        resuming = runs.prepare_run_dir(run, identity, resume, overwrite)
         run.mkdir(parents=True, exist_ok=True)
         runs.write_json(run / runs.CONFIG, identity)  # a resume may extend limits
         if not resuming:
