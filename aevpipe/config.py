@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from aevpipe.elements import ATOMIC_NUMBER
 from aevpipe.errors import SettingsError
 
 
@@ -60,6 +61,13 @@ class AEVParams:
             raise SettingsError("AEV parameters need at least one element")
         if len(set(self.elements)) != len(self.elements):
             raise SettingsError(f"repeated element in {list(self.elements)}")
+        unknown = [e for e in self.elements if e not in ATOMIC_NUMBER]
+        if unknown:
+            raise SettingsError(f"unknown element symbol(s): {unknown}")
+        numbers = (self.Rcr, self.Rca, self.EtaR, self.EtaA, self.Zeta)
+        numbers += self.ShfR + self.ShfA + self.ShfZ
+        if not all(math.isfinite(x) for x in numbers):
+            raise SettingsError("AEV parameters must be finite numbers (no NaN or inf)")
         if not 0 < self.Rca < self.Rcr:
             raise SettingsError(
                 f"need 0 < Rca < Rcr, got Rca={self.Rca} Rcr={self.Rcr}"
@@ -235,6 +243,11 @@ class TrainSettings:
                 raise SettingsError(f"{name} must be positive: {getattr(self, name)}")
         if self.lr <= 0:
             raise SettingsError(f"learning rate must be positive: {self.lr}")
+        if self.schedule == "plateau" and self.lr < self.min_lr:
+            raise SettingsError(
+                f"learning rate {self.lr} is below min_lr {self.min_lr}: the run "
+                "would stop before its first epoch"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -34,5 +34,9 @@ class StoreWriteError(StoreError):
     before stays, and the store stays incomplete."""
 
 
+class BusyError(AevpipeError):
+    """Another process is writing the same store or run directory."""
+
+
 class RunError(AevpipeError):
     """A training run directory that does not fit the request."""

@@ -101,12 +101,12 @@ def plan_blocks(store: ShardStore, split: int, target_rows: int) -> list[BlockRe
         if c1 == c0:
             continue
         per_block = max(1, target_rows // layout.n_atoms)
-        species = store.array(layout.n_atoms, keys.SPECIES)
         row = [layout.row_range(split, e)[0] for e in range(n_el)]
-        step = species.chunks[0]
+        step = store.array(layout.n_atoms, keys.SPECIES).chunks[0]
         for a in range(c0, c1, step):
             b = min(c1, a + step)
-            counts = element_counts(species[a:b], n_el)
+            species = store.read(layout.n_atoms, keys.SPECIES, None, a, b)
+            counts = element_counts(species, n_el)
             for s in range(a, b, per_block):
                 t = min(b, s + per_block)
                 n = counts[s - a : t - a].sum(0)
@@ -147,13 +147,13 @@ def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
             aevs.append(None)
             confs.append(None)
             continue
-        aevs.append(store.array(a, keys.AEV, element)[r0:r1])
-        conf = store.array(a, keys.CONFORMATION, element)[r0:r1].astype(np.int64)
+        aevs.append(store.read(a, keys.AEV, element, r0, r1))
+        conf = store.read(a, keys.CONFORMATION, element, r0, r1).astype(np.int64)
         conf -= ref.start
         confs.append(conf)
         counts[:, e] = np.bincount(conf, minlength=n)
-    energy = store.array(a, keys.ENERGY)[ref.start : ref.stop]
-    molecule = store.array(a, keys.MOLECULE)[ref.start : ref.stop]
+    energy = store.read(a, keys.ENERGY, None, ref.start, ref.stop)
+    molecule = store.read(a, keys.MOLECULE, None, ref.start, ref.stop)
     return LoadedBlock(
         energy=energy, molecule=molecule, counts=counts, aev=aevs, conf=confs
     )

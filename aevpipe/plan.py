@@ -43,19 +43,29 @@ class UnitPart:
 
 
 @dataclass(frozen=True)
-class Unit:
-    """A block of conformations [start, stop) of one molecule."""
+class Segment:
+    """Conformations [start, stop) of one molecule, within a unit."""
 
-    uid: int
     molecule: int
     start: int
     stop: int
+    counts: tuple[int, ...]  # (N_SPLITS,) of those conformations in each split
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Blocks of conformations of molecules with one atom count, consecutive in
+    the input: in every split region of their group, their conformations are one
+    contiguous range (molecules in input order, each in source order)."""
+
+    uid: int
     n_atoms: int
+    segments: tuple[Segment, ...]
     parts: tuple[UnitPart, ...]
 
     @property
     def n_conformations(self) -> int:
-        return self.stop - self.start
+        return sum(s.stop - s.start for s in self.segments)
 
 
 @dataclass(frozen=True)
@@ -163,63 +173,89 @@ def make_plan(
     split: SplitSettings,
     block_atoms: int = 65536,
 ) -> Plan:
-    """Cut molecules into units and place them.
+    """Cut molecules into blocks and pack them into units, then place them.
 
-    A unit holds `block_size` conformations when given, else about `block_atoms`
-    atoms: big units write whole chunks and rarely share one with another unit.
+    A unit holds up to `block_size` conformations when given, else about
+    `block_atoms` atoms: a large molecule is cut into several units, and
+    consecutive small molecules of one atom count share one. Units share chunks
+    only at their edges, so few units mean few chunks written twice.
     """
     if (block_size is not None and block_size < 1) or block_atoms < 1:
         raise SettingsError(f"block size must be positive: {block_size}, {block_atoms}")
     if not molecules:
         raise ValueError("nothing to plan: no molecules")
-    n_el = len(molecules[0].element_counts)
     mol_codes = molecule_splits(split, len(molecules))
-    blocks = []  # (molecule, start, stop, per-split conformation counts)
-    conf_total: dict[int, np.ndarray] = {}
+    blocks: dict[int, list[Segment]] = {}  # by atom count, in input order
     for index, mol in enumerate(molecules):
         if sum(mol.element_counts) != mol.n_atoms:
             raise ValueError(f"molecule {index}: element counts do not sum to atoms")
         code = None if mol_codes is None else mol_codes[index]
         codes = conformation_splits(split, index, mol.n_conformations, code)
-        total = conf_total.setdefault(mol.n_atoms, np.zeros(N_SPLITS, np.int64))
         size = unit_size(mol.n_atoms, block_size, block_atoms)
         for start in range(0, mol.n_conformations, size):
             stop = min(mol.n_conformations, start + size)
             counts = np.bincount(codes[start:stop], minlength=N_SPLITS)
-            blocks.append((index, start, stop, counts))
-            total += counts
-    rows_total = {a: np.zeros((N_SPLITS, n_el), np.int64) for a in conf_total}
-    for index, _, _, counts in blocks:
-        mol = molecules[index]
-        rows_total[mol.n_atoms] += np.outer(counts, mol.element_counts)
-    # Cursors start at each split region's beginning inside its group.
-    conf_cursor = {a: np.cumsum(t) - t for a, t in conf_total.items()}
-    row_cursor = {a: np.cumsum(r, axis=0) - r for a, r in rows_total.items()}
-    units = []
-    for index, start, stop, counts in blocks:
-        mol = molecules[index]
-        a = mol.n_atoms
+            segment = Segment(index, start, stop, tuple(int(c) for c in counts))
+            blocks.setdefault(mol.n_atoms, []).append(segment)
+    groups, units = [], []
+    for a in sorted(blocks):
+        size = unit_size(a, block_size, block_atoms)
+        group, packed = _place_group(a, blocks[a], molecules, size)
+        groups.append(group)
+        units += [
+            Unit(len(units) + i, a, segments, parts)
+            for i, (segments, parts) in enumerate(packed)
+        ]
+    return Plan(groups=tuple(groups), units=tuple(units))
+
+
+def _place_group(
+    a: int, segments: list[Segment], molecules: list[MoleculeShape], size: int
+) -> tuple[GroupLayout, list[tuple[tuple[Segment, ...], tuple[UnitPart, ...]]]]:
+    """The layout of the group of `a` atoms, and its units as (segments, parts):
+    consecutive blocks packed up to `size` conformations, each part placed at the
+    next free conformation and rows of its split region."""
+    n_el = len(molecules[0].element_counts)
+    packs: list[list[Segment]] = []
+    held = size  # conformations in the last pack: a new one to start
+    for seg in segments:
+        if held + seg.stop - seg.start > size:
+            packs.append([])
+            held = 0
+        packs[-1].append(seg)
+        held += seg.stop - seg.start
+    conformations = np.zeros(N_SPLITS, np.int64)
+    rows = np.zeros((N_SPLITS, n_el), np.int64)
+    for seg in segments:
+        conformations += seg.counts
+        rows += np.outer(seg.counts, molecules[seg.molecule].element_counts)
+    # Cursors start at each split region's beginning inside the group.
+    conf_cursor = np.cumsum(conformations) - conformations
+    row_cursor = np.cumsum(rows, axis=0) - rows
+    packed = []
+    for pack in packs:
         parts = []
         for s in range(N_SPLITS):
-            if counts[s] == 0:
+            count = sum(seg.counts[s] for seg in pack)
+            if count == 0:
                 continue
             parts.append(
                 UnitPart(
                     split=s,
-                    count=int(counts[s]),
-                    conformation_offset=int(conf_cursor[a][s]),
-                    row_offsets=tuple(int(r) for r in row_cursor[a][s]),
+                    count=count,
+                    conformation_offset=int(conf_cursor[s]),
+                    row_offsets=tuple(int(r) for r in row_cursor[s]),
                 )
             )
-            conf_cursor[a][s] += counts[s]
-            row_cursor[a][s] += counts[s] * np.asarray(mol.element_counts)
-        units.append(Unit(len(units), index, start, stop, a, tuple(parts)))
-    groups = tuple(
-        GroupLayout(
-            n_atoms=a,
-            conformations=tuple(int(c) for c in conf_total[a]),
-            rows=tuple(tuple(int(x) for x in row) for row in rows_total[a]),
-        )
-        for a in sorted(conf_total)
+            conf_cursor[s] += count
+            for seg in pack:
+                row_cursor[s] += seg.counts[s] * np.asarray(
+                    molecules[seg.molecule].element_counts
+                )
+        packed.append((tuple(pack), tuple(parts)))
+    layout = GroupLayout(
+        n_atoms=a,
+        conformations=tuple(int(c) for c in conformations),
+        rows=tuple(tuple(int(x) for x in row) for row in rows),
     )
-    return Plan(groups=groups, units=tuple(units))
+    return layout, packed

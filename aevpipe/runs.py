@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from aevpipe.config import AEVParams
 from aevpipe.errors import RunError
+from aevpipe.folders import clear
 from aevpipe.model import ElementNetworks
 
 CONFIG = "config.json"
@@ -86,19 +86,36 @@ def append_history(run: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def load_tensors(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint or model file: tensors and plain values only
+    (`weights_only`), so a file from elsewhere cannot run code; a damaged one is
+    a RunError naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except Exception as exc:  # torch raises many kinds for damaged or foreign files
+        raise RunError(f"{path}: damaged or not written by aevpipe ({exc})") from None
+
+
 def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
     """The best model of a run and its payload (elements, AEV, self energies)."""
     if not (Path(run) / BEST).is_file():
         raise RunError(f"{run}: not a trained aevpipe run (no {BEST})")
-    payload = torch.load(Path(run) / BEST, map_location=device, weights_only=False)
-    aev = AEVParams.from_dict(payload["aev"])
-    model = ElementNetworks(
-        tuple(payload["elements"]),
-        aev.aev_length,
-        {k: tuple(v) for k, v in payload["hidden"].items()},
-        payload["activation"],
-    )
-    model.load_state_dict(payload["model"])
+    payload = load_tensors(Path(run) / BEST, device)
+    try:
+        aev = AEVParams.from_dict(payload["aev"])
+        model = ElementNetworks(
+            tuple(payload["elements"]),
+            aev.aev_length,
+            {k: tuple(v) for k, v in payload["hidden"].items()},
+            payload["activation"],
+        )
+        model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RunError(
+            f"{Path(run) / BEST}: not a model aevpipe wrote ({exc})"
+        ) from None
     return model.to(device), payload
 
 
@@ -118,7 +135,7 @@ def prepare_run_dir(
     refused, never deleted."""
     config_path = run / CONFIG
     if overwrite and config_path.is_file():
-        shutil.rmtree(run)
+        clear(run)
     if not config_path.is_file():
         if run.exists() and any(run.iterdir()):
             raise RunError(

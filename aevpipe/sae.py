@@ -24,14 +24,13 @@ def fit_self_energies(store: ShardStore, split: int = 0) -> np.ndarray:
     xty = np.zeros(n_el)
     for layout in store.layouts:
         c0, c1 = layout.conformation_range(split)
-        species = store.array(layout.n_atoms, keys.SPECIES)
-        energy = store.array(layout.n_atoms, keys.ENERGY)
-        step = species.chunks[0]
+        step = store.array(layout.n_atoms, keys.SPECIES).chunks[0]
         for a in range(c0, c1, step):
             b = min(c1, a + step)
-            x = element_counts(species[a:b], n_el).astype(np.float64)
+            species = store.read(layout.n_atoms, keys.SPECIES, None, a, b)
+            x = element_counts(species, n_el).astype(np.float64)
             xtx += x.T @ x
-            xty += x.T @ energy[a:b]
+            xty += x.T @ store.read(layout.n_atoms, keys.ENERGY, None, a, b)
     present = np.diag(xtx) > 0
     if not present.any():
         raise SettingsError("no conformations in the split to fit self energies on")

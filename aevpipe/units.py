@@ -21,8 +21,18 @@ from aevpipe.aev import build_aev_computer, element_rows, resolve_device
 from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, SplitSettings
 from aevpipe.errors import InputError
-from aevpipe.plan import Unit, conformation_splits
+from aevpipe.plan import Segment, Unit, conformation_splits
 from aevpipe.store import StoreWriter
+
+
+@dataclass(frozen=True)
+class SegmentSource:
+    """Where a unit's segment comes from, and how its molecule is split."""
+
+    file: str
+    group: str
+    n_conformations_of_molecule: int
+    molecule_code: int | None  # split code of the whole molecule, when split by it
 
 
 @dataclass(frozen=True)
@@ -31,12 +41,9 @@ class UnitTask:
 
     store: str
     unit: Unit
-    file: str
-    group: str
+    sources: tuple[SegmentSource, ...]  # one per segment of the unit
     aev: AEVParams
     split: SplitSettings
-    molecule_code: int | None  # split code of the whole molecule, when split by it
-    n_conformations_of_molecule: int
     device: str
     threads: int = 0  # torch threads in this worker; 0 leaves torch's setting
 
@@ -112,22 +119,44 @@ def species_indices(
     return table[inverse].reshape(symbols.shape)
 
 
-def run_unit(task: UnitTask) -> dict[str, Any]:
-    """Read the unit's conformations (an InputError when a value is NaN or
-    infinite), sort them by split, compute their AEVs, write them at the plan's
-    positions and record the unit as done. Returns its counts.
+@dataclass
+class ComputedSegment:
+    """A segment's source data and AEV rows, conformations in split order."""
 
-    Sorting the inputs (small) rather than the AEVs (large) makes each split part a
-    contiguous range of every element's rows.
+    counts: tuple[int, ...]  # conformations in each split
+    molecule: np.ndarray  # (n,) int32 the molecule's index, repeated
+    species: np.ndarray  # (n, A) int8
+    energies: np.ndarray  # (n,) float64 Hartree
+    index: np.ndarray  # (n,) int32 conformation index in the source group
+    rows: list[np.ndarray | None]  # per element: (n * k_e, L) float32, or None
+    per_conformation: list[int]  # k_e: atoms of each element in a conformation
+
+    def split_range(self, split: int) -> tuple[int, int]:
+        """[start, stop) of the conformations of `split`."""
+        start = sum(self.counts[:split])
+        return start, start + self.counts[split]
+
+
+def compute_segment(
+    task: UnitTask, segment: Segment, source: SegmentSource
+) -> ComputedSegment:
+    """Read a segment's conformations (an InputError when a value is NaN or
+    infinite), sort them by split and compute their AEV rows.
+
+    Sorting the inputs (small) rather than the AEVs (large) makes each split a
+    contiguous range of every element's rows: every conformation of a molecule
+    holds k_e atoms of each element (the scan checks), so conformations [i, j) own
+    rows [i * k_e, j * k_e).
     """
-    if task.threads:
-        torch.set_num_threads(task.threads)
-    unit, elements = task.unit, task.aev.elements
-    block = _reader(task.file).read(task.group, unit.start, unit.stop, True)
-    species = species_indices(block.symbols, elements, task.file, task.group)
+    elements = task.aev.elements
+    block = _reader(source.file).read(source.group, segment.start, segment.stop, True)
+    species = species_indices(block.symbols, elements, source.file, source.group)
     codes = conformation_splits(
-        task.split, unit.molecule, task.n_conformations_of_molecule, task.molecule_code
-    )[unit.start : unit.stop]
+        task.split,
+        segment.molecule,
+        source.n_conformations_of_molecule,
+        source.molecule_code,
+    )[segment.start : segment.stop]
     order = np.argsort(codes, kind="stable")  # split order, source order within
     species = species[order]
     rows = element_rows(
@@ -136,36 +165,70 @@ def run_unit(task: UnitTask) -> dict[str, Any]:
         torch.from_numpy(block.coordinates[order]),
         len(elements),
     )
-    # Every conformation of a molecule holds k atoms of each element (the scan
-    # checks), so conformations [i, j) own rows [i * k, j * k).
-    per_conformation = [0 if r is None else len(r[0]) // len(order) for r in rows]
-    writer, start = _writer(task.store), 0
+    return ComputedSegment(
+        counts=segment.counts,
+        molecule=np.full(len(order), segment.molecule, np.int32),
+        species=species,
+        energies=block.energies[order],
+        index=(segment.start + order).astype(np.int32),
+        rows=[None if r is None else r[0].numpy() for r in rows],
+        per_conformation=[0 if r is None else len(r[0]) // len(order) for r in rows],
+    )
+
+
+def write_unit(task: UnitTask, computed: list[ComputedSegment]) -> dict[str, Any]:
+    """Write a computed unit at the plan's positions, each split's conformations
+    of all its segments as one range, and record the unit as done; returns its
+    counts."""
+    unit, elements = task.unit, task.aev.elements
+    put = functools.partial(_put, _writer(task.store), unit.n_atoms)
     for part in unit.parts:
-        stop, c0 = start + part.count, part.conformation_offset
-        put = functools.partial(_put, writer, unit.n_atoms)
-        put(keys.ENERGY, None, c0, block.energies[order[start:stop]])
-        put(keys.SPECIES, None, c0, species[start:stop])
-        put(keys.MOLECULE, None, c0, np.full(part.count, unit.molecule, np.int32))
-        put(keys.INDEX, None, c0, (unit.start + order[start:stop]).astype(np.int32))
+        c0 = part.conformation_offset
+        pieces = [(g, *g.split_range(part.split)) for g in computed]
+        put(keys.ENERGY, None, c0, _joined(pieces, "energies"))
+        put(keys.SPECIES, None, c0, _joined(pieces, "species"))
+        put(keys.MOLECULE, None, c0, _joined(pieces, "molecule"))
+        put(keys.INDEX, None, c0, _joined(pieces, "index"))
         put(keys.SPLIT, None, c0, np.full(part.count, part.split, np.int8))
-        for element, k, r, r0 in zip(
-            elements, per_conformation, rows, part.row_offsets, strict=True
-        ):
-            if k:
-                put(keys.AEV, element, r0, r[0][start * k : stop * k].numpy())
-                conformation = np.arange(c0, c0 + part.count, dtype=np.int32)
-                put(keys.CONFORMATION, element, r0, np.repeat(conformation, k))
-        start = stop
+        # Each conformation's place in the group, and its element rows.
+        places = np.arange(c0, c0 + part.count, dtype=np.int32)
+        first = np.cumsum([0] + [j - i for _, i, j in pieces])
+        for e, (element, r0) in enumerate(zip(elements, part.row_offsets, strict=True)):
+            aev, conformation = [], []
+            for (g, i, j), f in zip(pieces, first, strict=False):
+                k = g.per_conformation[e]
+                if k and j > i:
+                    aev.append(g.rows[e][i * k : j * k])
+                    conformation.append(np.repeat(places[f : f + j - i], k))
+            if aev:
+                put(keys.AEV, element, r0, np.concatenate(aev))
+                put(keys.CONFORMATION, element, r0, np.concatenate(conformation))
     stats = {
         "conformations": unit.n_conformations,
         "atoms": unit.n_conformations * unit.n_atoms,
         "rows": {
-            e: k * unit.n_conformations
-            for e, k in zip(elements, per_conformation, strict=True)
+            element: sum(g.per_conformation[e] * sum(g.counts) for g in computed)
+            for e, element in enumerate(elements)
         },
     }
-    writer.mark_done(unit.uid, stats)
+    _writer(task.store).mark_done(unit.uid, stats)
     return stats
+
+
+def run_unit(task: UnitTask) -> dict[str, Any]:
+    """Compute and write one unit; returns its counts."""
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    computed = [
+        compute_segment(task, segment, source)
+        for segment, source in zip(task.unit.segments, task.sources, strict=True)
+    ]
+    return write_unit(task, computed)
+
+
+def _joined(pieces: list[tuple[ComputedSegment, int, int]], column: str) -> np.ndarray:
+    """Conformations [i, j) of each segment's `column`, one after another."""
+    return np.concatenate([getattr(g, column)[i:j] for g, i, j in pieces])
 
 
 def _put(writer: StoreWriter, n_atoms: int, name: str, element, start, values):

@@ -42,6 +42,8 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
                 raise InputError(
                     path, where, f"expected an atom count, got {header.strip()!r}"
                 ) from None
+            if n < 1:
+                raise InputError(path, where, f"atom count {n}: must be at least 1")
             comment = fh.readline().rstrip("\n")
             symbols, coords = [], []
             for k in range(n):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from aevpipe.cli.data import demo, synth
-from aevpipe.cli.featurize import featurize
+from aevpipe.cli.featurize import featurize, verify
 from aevpipe.cli.results import export, predict, report
 from aevpipe.cli.train import train
 
@@ -23,7 +23,7 @@ def cli() -> None:
     """
 
 
-for command in (featurize, train, report, predict, export, synth, demo):
+for command in (featurize, verify, train, report, predict, export, synth, demo):
     cli.add_command(command)
 
 

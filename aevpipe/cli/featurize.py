@@ -1,4 +1,4 @@
-"""`aevpipe featurize`: ANI-1 HDF5 files to an AEV shard store."""
+"""`aevpipe featurize` and `verify`: making an AEV shard store, and checking one."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from aevpipe.cli.common import (
     Interrupted,
+    UserError,
     aev_options,
     clean_errors,
     device_option,
@@ -141,3 +142,26 @@ def featurize(
         ) from None
     for line in summary.lines():
         click.echo(line)
+
+
+@click.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@clean_errors
+def verify(store):
+    """Check every chunk file of an AEV shard STORE against its manifest.
+
+    Names each missing, extra or damaged file (exit code 2), or says the store is
+    whole (exit code 0).
+
+    \b
+    Example:
+      aevpipe verify data/aev
+    """
+    from aevpipe.store import verify as check
+
+    problems = check(Path(store))
+    if problems:
+        for line in problems:
+            click.echo(f"{store}: {line}", err=True)
+        raise UserError(f"{store}: {len(problems)} damaged file(s) or array(s)")
+    click.echo(f"{store}: whole (every chunk file matches the manifest)")

@@ -27,8 +27,15 @@ from aevpipe.ani1 import ANI1File, MoleculeInfo
 from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.executors import cpu_cores, make_executor, threads_per_worker
+from aevpipe.folders import only_writer
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
-from aevpipe.units import UnitTask, close_readers, run_unit, species_indices
+from aevpipe.units import (
+    SegmentSource,
+    UnitTask,
+    close_readers,
+    run_unit,
+    species_indices,
+)
 
 
 @dataclass
@@ -76,6 +83,16 @@ class FeaturizeSummary:
 def _bar(progress: bool, desc: str, **kwargs) -> tqdm:
     """A progress bar on stderr (none unless `progress`)."""
     return tqdm(desc=desc, dynamic_ncols=True, disable=not progress, **kwargs)
+
+
+class _Run(NamedTuple):
+    """How a featurize runs, apart from what it makes."""
+
+    device: torch.device
+    workers: int | None
+    scheduler: str | None
+    overwrite: bool
+    progress: bool
 
 
 class Scan(NamedTuple):
@@ -153,6 +170,18 @@ def _sources(
         ]
 
 
+def _refuse_repeats(identities: list[str], files: list[str], what: str) -> None:
+    """An InputError when two inputs are one (the same path, or the same content
+    under two names): their conformations would land in training and test alike."""
+    first: dict[str, str] = {}
+    for identity, file in zip(identities, files, strict=True):
+        if identity in first:
+            earlier = first[identity]
+            message = f"{what} {earlier}" if what.endswith("as") else what
+            raise InputError(file, None, f"{message}: give each input once")
+        first[identity] = file
+
+
 def _job_fingerprint(attrs: dict[str, Any]) -> str:
     """What makes a store: inputs, settings and plan. A resumed run must match it."""
     names = (
@@ -212,7 +241,10 @@ def _prepare_store(out: Path, attrs: dict[str, Any], overwrite: bool) -> str:
             f"{out}: holds a store made from other inputs or settings; "
             "pass --overwrite to replace it"
         )
-    return "complete" if store.is_complete(out) else "resume"
+    if not store.is_complete(out):
+        return "resume"
+    store.ShardStore.open(out)  # a damaged store is an error, not "complete already"
+    return "complete"
 
 
 def featurize(
@@ -227,7 +259,9 @@ def featurize(
     """Featurize `files` into the store at `out`; see the module docstring."""
     t0 = time.perf_counter()
     files, out = [str(f) for f in files], Path(out)
-    device = resolve_device(settings.device)  # a bad device fails before any reading
+    # A bad device fails before any reading.
+    run = _Run(resolve_device(settings.device), workers, scheduler, overwrite, progress)
+    _refuse_repeats([str(Path(f).resolve()) for f in files], files, "is given twice")
     molecules, skipped, synthetic = scan_inputs(files, settings, progress)
     elements = settings.aev.elements
     shapes = [
@@ -238,13 +272,24 @@ def featurize(
     ]
     plan = make_plan(shapes, settings.block_size, settings.split, settings.block_atoms)
     used = list(dict.fromkeys(m.file for m in molecules))
-    attrs = _store_attrs(molecules, _sources(used, synthetic, progress), settings, plan)
+    sources = _sources(used, synthetic, progress)
+    _refuse_repeats([s["sha256"] for s in sources], used, "holds the same bytes as")
+    attrs = _store_attrs(molecules, sources, settings, plan)
     summary = FeaturizeSummary(store=str(out), status="written")
     summary.skipped_molecules = skipped
-    action = _prepare_store(out, attrs, overwrite)
+    with only_writer(out, "featurize", "store"):
+        _write_store(out, attrs, plan, molecules, settings, summary, run)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _write_store(out, attrs, plan, molecules, settings, summary, run) -> None:
+    """Create or resume the store at `out`, run its units and write its manifest,
+    filling in `summary`; `run` holds the executor's settings."""
+    action = _prepare_store(out, attrs, run.overwrite)
     if action == "complete":
         summary.status = "complete already"
-        return summary
+        return
     if action == "new":
         store.create(out, attrs, plan, settings.aev, settings.chunk_rows)
         todo = list(plan.units)
@@ -255,13 +300,14 @@ def featurize(
     summary.units_skipped = len(plan.units) - len(todo)
     attrs = {**attrs, keys.ATTR_LAYOUT: store.layout_to_attr(plan.groups)}
     try:
-        _run_units(out, todo, molecules, settings, device, workers, scheduler, progress)
+        _run_units(out, todo, molecules, settings, run)
         n_arrays = len(store.specs_of(attrs))
-        with _bar(progress, "manifest", total=n_arrays, unit="array", delay=1) as bar:
+        bar = _bar(run.progress, "manifest", total=n_arrays, unit="array", delay=1)
+        with bar:
             manifest = store.finish(
                 out,
                 attrs,
-                {"skipped_molecules": skipped},
+                {"skipped_molecules": summary.skipped_molecules},
                 on_array=bar.update,
                 threads=cpu_cores(),
             )
@@ -283,8 +329,6 @@ def featurize(
     summary.rows = manifest["rows"]
     summary.bytes_written = manifest["bytes"]
     summary.uncompressed_bytes = manifest["uncompressed_bytes"]
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def unit_threads(settings: FeaturizeSettings, device: torch.device) -> int:
@@ -307,30 +351,38 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _run_units(out, units, molecules, settings, device, workers, scheduler, progress):
+def _run_units(out, units, molecules, settings, run: _Run):
     """Run `units` on the executor the settings ask for, with a progress bar. The
-    units run in atom-count order, so units sharing chunks run close together."""
+    units run in plan order (by atom count), so units sharing chunks run close
+    together."""
     codes = molecule_splits(settings.split, len(molecules))
-    executor = make_executor(workers, scheduler, unit_threads(settings, device))
+    sources = [
+        SegmentSource(
+            file=m.file,
+            group=m.group,
+            n_conformations_of_molecule=m.n_conformations,
+            molecule_code=None if codes is None else codes[i],
+        )
+        for i, m in enumerate(molecules)
+    ]
+    threads = unit_threads(settings, run.device)
+    executor = make_executor(run.workers, run.scheduler, threads)
     per_unit = threads_per_worker(executor.workers)
-    in_process = not (workers or scheduler)
+    in_process = not (run.workers or run.scheduler)
     tasks = [
         UnitTask(
             store=str(out.resolve()),
             unit=u,
-            file=molecules[u.molecule].file,
-            group=molecules[u.molecule].group,
+            sources=tuple(sources[seg.molecule] for seg in u.segments),
             aev=settings.aev,
             split=settings.split,
-            molecule_code=None if codes is None else codes[u.molecule],
-            n_conformations_of_molecule=molecules[u.molecule].n_conformations,
             device=settings.device,
             threads=0 if in_process else per_unit,
         )
-        for u in sorted(units, key=lambda u: (u.n_atoms, u.uid))
+        for u in units
     ]
     total = sum(u.n_conformations for u in units)
-    bar = _bar(progress, "featurize", total=total, unit="conf", unit_scale=True)
+    bar = _bar(run.progress, "featurize", total=total, unit="conf", unit_scale=True)
     try:
         with bar, _torch_threads(per_unit if in_process else torch.get_num_threads()):
             for stats in executor.map_unordered(run_unit, tasks):

@@ -26,6 +26,7 @@ from aevpipe.aev import resolve_device
 from aevpipe.config import TrainSettings
 from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
 from aevpipe.errors import StoreError
+from aevpipe.folders import only_writer
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
@@ -47,12 +48,6 @@ class TrainResult:
     stop_reason: str
 
 
-def build_model(
-    elements: tuple[str, ...], aev_length: int, settings: TrainSettings
-) -> ElementNetworks:
-    return ElementNetworks(elements, aev_length, settings.hidden, settings.activation)
-
-
 def build_optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     if s.optimizer == "sgd":
         return torch.optim.SGD(
@@ -61,7 +56,8 @@ def build_optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.Opt
             momentum=s.momentum,
             weight_decay=s.weight_decay,
         )
-    # The fused kernel (CPU and CUDA) saves about 70% of the step's time on CPU.
+    # The fused kernel (CPU and CUDA): the optimiser step is a large share of a
+    # step for networks this small.
     return torch.optim.AdamW(
         model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True
     )
@@ -116,9 +112,9 @@ class Trainer:
         torch.manual_seed(settings.seed)
         self.sae = fit_self_energies(store, TRAIN)
         self.sae_t = torch.tensor(self.sae, dtype=torch.float64, device=device)
-        self.model = build_model(store.elements, store.aev.aev_length, settings).to(
-            device
-        )
+        self.model = ElementNetworks(
+            store.elements, store.aev.aev_length, settings.hidden, settings.activation
+        ).to(device)
         self.forward = self.model
         if world.distributed:
             # Not every element is in every batch: unused networks are expected.
@@ -160,9 +156,7 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from the run's checkpoint."""
-        ckpt = torch.load(
-            self.run / runs.CHECKPOINT, map_location=self.device, weights_only=False
-        )
+        ckpt = runs.load_tensors(self.run / runs.CHECKPOINT, self.device)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -227,9 +221,10 @@ class Trainer:
 
     def fit(self) -> str:
         """Epochs until a stopping rule holds; returns the rule."""
-        s, state = self.settings, self.state
+        state = self.state
         last_print = 0.0
-        while state["epoch"] < s.max_epochs:
+        # Checked first too: a resumed run that had stopped stops again.
+        while (reason := self.stop_reason()) is None:
             epoch = state["epoch"] + 1
             t0 = time.perf_counter()
             train_sums, timed_out = self.train_epoch(epoch, t0)
@@ -248,7 +243,7 @@ class Trainer:
             state["epoch"] = epoch
             if improved:
                 state["best"], state["best_epoch"] = score, epoch
-            if s.schedule == "plateau":
+            if self.settings.schedule == "plateau":
                 self.scheduler.step(score)
             record = {
                 "epoch": epoch,
@@ -272,16 +267,22 @@ class Trainer:
                     f"{record['conformations_per_s']:,.0f} conf/s  "
                     f"{state['elapsed']:.0f} s" + ("  *" if improved else "")
                 )
-            if timed_out or (s.max_time and state["elapsed"] >= s.max_time):
+            if timed_out:
                 return "max time"
-            if s.early_stop and epoch - state["best_epoch"] >= s.early_stop:
-                return f"no better validation in {s.early_stop} epochs"
-            if (
-                s.schedule == "plateau"
-                and self.optimizer.param_groups[0]["lr"] < s.min_lr
-            ):
-                return "learning rate below min-lr"
-        return "max epochs"
+        return reason
+
+    def stop_reason(self) -> str | None:
+        """The stopping rule that holds after the epochs so far, or None."""
+        s, state = self.settings, self.state
+        if s.max_time and state["elapsed"] >= s.max_time:
+            return "max time"
+        if s.early_stop and state["epoch"] - state["best_epoch"] >= s.early_stop:
+            return f"no better validation in {s.early_stop} epochs"
+        if s.schedule == "plateau" and self.optimizer.param_groups[0]["lr"] < s.min_lr:
+            return "learning rate below min-lr"
+        if state["epoch"] >= s.max_epochs:
+            return "max epochs"
+        return None
 
     def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
         if improved:
@@ -310,8 +311,17 @@ def train(
 ) -> TrainResult:
     """Train on the store at `shards_path`, writing the run to `run`.
 
-    Under torchrun (or `spawn`) every process calls this; rank 0 alone writes.
+    Under torchrun (or `spawn`) every process calls this; rank 0 alone writes, and
+    holds the run directory so that no other train writes there meanwhile.
     """
+    args = (shards_path, Path(run), settings, resume, overwrite, progress, echo)
+    with contextlib.ExitStack() as held:
+        if world_from_env().is_main:
+            held.enter_context(only_writer(Path(run), "train", "run directory"))
+        return _train(*args, on_batch)
+
+
+def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_batch):
     store = ShardStore.open(Path(shards_path))
     world = world_from_env()
     device = setup(world, resolve_device(settings.device))
@@ -329,7 +339,6 @@ def train(
         raise StoreError(f"{shards_path}: the training split is empty")
     if world.is_main:
         resuming = runs.prepare_run_dir(run, identity, resume, overwrite)
-        run.mkdir(parents=True, exist_ok=True)
         runs.write_json(run / runs.CONFIG, identity)  # a resume may extend limits
         if not resuming:
             (run / runs.HISTORY).write_text("")

@@ -9,10 +9,12 @@ imports Zarr. Its layout is documented for users in docs/FORMAT.md:
       .locks/                chunk locks of the writers
       manifest.json          counts, bytes, checksums: written last
 
-`format` says which arrays a layout holds; `writer` creates a store and writes
-units into it; `manifest` completes it; `reader` opens a complete one.
+`format` says which arrays a layout holds; `files` reads the root attributes and
+writes whole files; `writer` creates a store and writes units into it; `manifest`
+completes and verifies it; `reader` opens a complete one.
 """
 
+from aevpipe.store.files import is_complete, read_attrs
 from aevpipe.store.format import (
     ArraySpec,
     array_specs,
@@ -21,8 +23,8 @@ from aevpipe.store.format import (
     layout_to_attr,
     specs_of,
 )
-from aevpipe.store.manifest import array_checksum, finish
-from aevpipe.store.reader import ShardStore, is_complete, read_attrs
+from aevpipe.store.manifest import array_checksum, finish, verify
+from aevpipe.store.reader import ShardStore
 from aevpipe.store.writer import StoreWriter, create, done_units, remove
 
 __all__ = [
@@ -41,4 +43,5 @@ __all__ = [
     "read_attrs",
     "remove",
     "specs_of",
+    "verify",
 ]

@@ -1,31 +1,61 @@
-"""Reading a complete store: its attributes, layouts and arrays."""
+"""Reading a complete store: its attributes, layouts and arrays.
+
+A damaged store is never read as data: opening it checks that every chunk file is
+there at the size the manifest records, and every chunk read is checked against
+its CRC-32 in the manifest (a missing one is an error, not Zarr's fill value); a
+chunk that does not decode is one error naming the array and rows.
+"""
 
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zarr
 
 from aevpipe import keys
 from aevpipe.config import AEVParams
 from aevpipe.errors import StoreError
+from aevpipe.store.files import is_complete, read_attrs
 from aevpipe.store.format import layout_from_attr
+from aevpipe.store.manifest import DAMAGED, check_files
 
 
-def read_attrs(path: Path) -> dict[str, Any] | None:
-    """Root attributes of a store, complete or not; None where there is none."""
-    try:
-        attrs = dict(zarr.open_group(zarr.DirectoryStore(str(path)), mode="r").attrs)
-    except (zarr.errors.GroupNotFoundError, ValueError, KeyError):
-        return None
-    return attrs if keys.ATTR_FORMAT_VERSION in attrs else None
+class _CheckedChunks(zarr.DirectoryStore):
+    """A directory store for reading in which every chunk is checked: a missing
+    one is damage (Zarr would give the fill value, zeros, in its place), and one
+    whose CRC-32 differs from the manifest's is damage too, even where it would
+    still decode."""
 
+    def __init__(self, path: str, manifest: dict[str, Any]):
+        super().__init__(path)
+        self.recorded = {
+            f"{array}/{name}": crc
+            for array, entry in manifest["arrays"].items()
+            for name, (crc, _) in entry.get("chunks", {}).items()
+        }
 
-def is_complete(path: Path) -> bool:
-    """Whether the store's manifest is written."""
-    return (Path(path) / keys.MANIFEST).is_file()
+    def getitems(self, keys, *, contexts):
+        return {key: self._chunk(key) for key in keys}
+
+    def _chunk(self, key: str) -> bytes:
+        try:
+            data = self[key]
+        except KeyError:
+            raise StoreError(
+                f"{self.path}: chunk file {key} is missing: the store is damaged "
+                f"({DAMAGED})"
+            ) from None
+        crc = self.recorded.get(key)
+        if crc is not None and f"{zlib.crc32(data):08x}" != crc:
+            raise StoreError(
+                f"{self.path}: chunk file {key} does not match its CRC-32 in the "
+                f"manifest: the store is damaged ({DAMAGED})"
+            )
+        return data
 
 
 class ShardStore:
@@ -61,7 +91,13 @@ class ShardStore:
                 f"{path}: format version {version}, this aevpipe reads "
                 f"{keys.FORMAT_VERSION}"
             )
-        manifest = json.loads((path / keys.MANIFEST).read_text())
+        try:
+            manifest = json.loads((path / keys.MANIFEST).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreError(
+                f"{path / keys.MANIFEST}: cannot be read ({exc})"
+            ) from None
+        check_files(path, attrs, manifest)
         return cls(path, attrs, manifest)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -70,12 +106,27 @@ class ShardStore:
     @property
     def root(self) -> zarr.Group:
         if self._root is None:
-            self._root = zarr.open_group(zarr.DirectoryStore(str(self.path)), mode="r")
+            chunks = _CheckedChunks(str(self.path), self.manifest)
+            self._root = zarr.open_group(chunks, mode="r")
         return self._root
 
     def array(self, n_atoms: int, name: str, element: str | None = None) -> zarr.Array:
         """One array of an atom-count group (per element when `element` is given)."""
         return self.root[keys.array_path(n_atoms, name, element)]
+
+    def read(
+        self, n_atoms: int, name: str, element: str | None, start: int, stop: int
+    ) -> np.ndarray:
+        """Rows [start, stop) of one array; a StoreError naming the array and rows
+        when a chunk of them is missing or does not decode."""
+        try:
+            return self.array(n_atoms, name, element)[start:stop]
+        except (RuntimeError, ValueError) as exc:  # Blosc's and Zarr's decoding
+            where = keys.array_path(n_atoms, name, element)
+            raise StoreError(
+                f"{self.path}: {where} rows {start}-{stop} do not decode ({exc}): "
+                f"the store is damaged ({DAMAGED})"
+            ) from None
 
     def conformations(self, split: int) -> int:
         """Conformations in `split` over all groups."""

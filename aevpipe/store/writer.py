@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,11 @@ import zarr
 
 from aevpipe import keys
 from aevpipe.config import AEVParams
-from aevpipe.errors import StoreError, StoreWriteError
+from aevpipe.errors import StoreError
+from aevpipe.folders import clear
 from aevpipe.plan import Plan
+from aevpipe.store.files import read_attrs, write_json_atomic, writing
 from aevpipe.store.format import COMPRESSOR, array_specs, chunk_shape, layout_to_attr
-from aevpipe.store.reader import read_attrs
 
 
 class FileLocks:
@@ -47,17 +47,6 @@ class FileLocks:
             yield
         finally:
             os.close(fd)
-
-
-@contextlib.contextmanager
-def writing(path: Path, what: str):
-    """An OSError while writing `what` into the store at `path` (a full disk, no
-    permission) as a StoreWriteError naming both and the reason."""
-    try:
-        yield
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise StoreWriteError(f"{path}: cannot write {what} ({reason})") from exc
 
 
 def create(
@@ -91,10 +80,11 @@ def create(
 
 
 def remove(path: Path) -> None:
-    """Delete the store at `path` (--overwrite): only a store, or a store that a
-    stopped run left half made; anything else is refused, naming what is there."""
+    """Empty the store at `path` (--overwrite), keeping the folder itself (a
+    writer holds its lock on it): only a store, or one that a stopped run left
+    half made; anything else is refused, naming what is there."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         return
     made_by_us = read_attrs(path) is not None or (path / keys.PROGRESS_DIR).is_dir()
     if not path.is_dir() or not made_by_us:
@@ -103,7 +93,7 @@ def remove(path: Path) -> None:
             "choose another --out"
         )
     try:
-        shutil.rmtree(path)
+        clear(path)
     except OSError as exc:
         raise StoreError(f"{path}: cannot remove the old store ({exc})") from exc
 
@@ -127,18 +117,6 @@ class StoreWriter:
         name = f"{keys.PROGRESS_DIR}/unit-{uid:07d}.json"
         with writing(self.path, name):
             write_json_atomic(self.path / name, stats)
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """`payload` as JSON at `path`, whole or not at all: written beside it, then
-    renamed into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def done_units(path: Path) -> dict[int, dict[str, Any]]:

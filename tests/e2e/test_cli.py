@@ -94,8 +94,7 @@ def test_not_hdf5(runner, tmp_path):
 
 
 def test_an_out_that_cannot_be_made_is_one_clean_line(runner, release_file, tmp_path):
-    """The store is created while the first units compute: its error still comes
-    back as one line."""
+    """A store folder that cannot be made is one line naming it."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     out = blocker / "aev"
@@ -236,3 +235,25 @@ def test_demo_end_to_end(runner, tmp_path):
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "Synthetic data" in report
     assert (tmp_path / "run" / "report" / "parity.png").is_file()
+
+
+def test_a_second_writer_on_one_folder_is_refused(
+    runner, store, release_file, tmp_path
+):
+    """While a featurize (or a train) writes a folder, another one on it is one
+    line, and the folder is left to the first."""
+    from aevpipe.folders import only_writer
+
+    out, run = tmp_path / "held-aev", tmp_path / "held-run"
+    with only_writer(out, "featurize", "store"):
+        args = ["featurize", str(release_file), "--out", str(out), "--no-progress"]
+        result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert f"{out}: another featurize is writing here" in result.output
+    assert not any(out.iterdir())
+    with only_writer(run, "train", "run directory"):
+        args = ["train", "--shards", str(store), "--out", str(run), "--no-progress"]
+        result = runner.invoke(cli, [*args, "--max-epochs", "1"])
+    assert result.exit_code == 2
+    assert f"{run}: another train is writing here" in result.output
+    assert not any(run.iterdir())

@@ -22,7 +22,14 @@ from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.stages import featurize as stage
 from aevpipe.stages.featurize import featurize, sha256_file
-from aevpipe.store import ShardStore, array_checksum, done_units, finish, is_complete
+from aevpipe.store import (
+    ShardStore,
+    array_checksum,
+    done_units,
+    finish,
+    is_complete,
+    read_attrs,
+)
 
 
 def settings(**kw) -> FeaturizeSettings:
@@ -261,7 +268,7 @@ def test_manifest_lists_every_array_and_a_missing_one_is_an_error(
     name = f"n005/H/{keys.CONFORMATION}"
     shutil.rmtree(out / name)
     with pytest.raises(StoreError, match=f"array {name} is missing"):
-        finish(out, ShardStore.open(out).attrs, {})
+        finish(out, read_attrs(out), {})
 
 
 def test_interrupted_run_is_refused_then_completed(release_file, tmp_path, monkeypatch):
@@ -447,3 +454,18 @@ def test_existing_scheduler_by_address_writes_the_same_store(release_file, tmp_p
             progress=False,
         )
     assert_same_store(a, b)
+
+
+def test_an_input_given_twice_is_refused(release_file, tmp_path):
+    """The same file twice, or a file and its copy: their conformations would be
+    in training and test alike."""
+    out = tmp_path / "aev"
+    with pytest.raises(InputError, match="is given twice"):
+        featurize([str(release_file)] * 2, out, settings(), progress=False)
+    copy = tmp_path / "copy.h5"
+    shutil.copy(release_file, copy)
+    with pytest.raises(
+        InputError, match=f"copy.h5: holds the same bytes as .*{release_file.name}"
+    ):
+        featurize([str(release_file), str(copy)], out, settings(), progress=False)
+    assert not out.exists()

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from aevpipe import keys, runs
@@ -172,3 +173,81 @@ def test_real_s01_reaches_chemical_accuracy_fast(real_s01, tmp_path):
     )
     assert result.metrics["valid"]["rmse_kcal_mol"] < 1.5
     assert result.metrics["test"]["n"] == 1080
+
+
+def test_resume_of_a_run_that_stopped_adds_no_epoch(store, tmp_path):
+    """A run that ended on --max-time or early stopping has ended: --resume with
+    the same limits trains nothing more, and the history is unchanged."""
+    run = tmp_path / "run"
+    train(store, run, settings(max_time=0.5), progress=False, echo=quiet)
+    before = (run / runs.HISTORY).read_text()
+    result = train(
+        store, run, settings(max_time=0.5), resume=True, progress=False, echo=quiet
+    )
+    assert result.stop_reason == "max time"
+    assert (run / runs.HISTORY).read_text() == before
+    run2 = tmp_path / "run2"
+    stopped = settings(max_epochs=60, early_stop=1)
+    first = train(store, run2, stopped, progress=False, echo=quiet)
+    assert first.stop_reason.startswith("no better validation")
+    again = train(store, run2, stopped, resume=True, progress=False, echo=quiet)
+    assert again.epochs == first.epochs and again.stop_reason == first.stop_reason
+
+
+@pytest.mark.parametrize("name", [runs.CHECKPOINT, runs.BEST])
+def test_a_damaged_run_file_is_one_line(store, tmp_path, name):
+    run = tmp_path / "run"
+    train(store, run, settings(max_epochs=2), progress=False, echo=quiet)
+    data = (run / name).read_bytes()
+    (run / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(RunError, match=f"{name}: damaged or not written by aevpipe"):
+        if name == runs.BEST:
+            runs.load_best(run, torch.device("cpu"))
+        else:
+            train(
+                store,
+                run,
+                settings(max_epochs=3),
+                resume=True,
+                progress=False,
+                echo=quiet,
+            )
+
+
+def test_run_files_load_without_unpickling_code(store, tmp_path):
+    """A pickle that would run code on load is refused: run files load as
+    tensors and plain values only."""
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran code",))
+
+    run = tmp_path / "run"
+    train(store, run, settings(max_epochs=1), progress=False, echo=quiet)
+    torch.save(
+        {"model": Evil()}, run / runs.BEST, pickle_protocol=pickle.HIGHEST_PROTOCOL
+    )
+    with pytest.raises(RunError, match="damaged or not written by aevpipe"):
+        runs.load_best(run, torch.device("cpu"))
+
+
+def test_overwrite_replaces_a_run_and_refuses_other_folders(store, tmp_path):
+    run = tmp_path / "run"
+    train(store, run, settings(max_epochs=1), progress=False, echo=quiet)
+    train(
+        store, run, settings(max_epochs=1), overwrite=True, progress=False, echo=quiet
+    )
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep")
+    with pytest.raises(RunError, match="not an aevpipe run"):
+        train(
+            store,
+            other,
+            settings(max_epochs=1),
+            overwrite=True,
+            progress=False,
+            echo=quiet,
+        )
+    assert (other / "mine.txt").read_text() == "keep"

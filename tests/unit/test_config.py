@@ -6,6 +6,7 @@ import torchani
 
 from aevpipe.aev import build_aev_computer
 from aevpipe.config import AEVParams, SplitSettings, load_aev_params
+from aevpipe.errors import SettingsError
 
 
 @pytest.mark.parametrize(
@@ -38,10 +39,20 @@ def test_round_trip_and_toml(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"Rca": 6.0}, {"elements": ("H", "H")}, {"ShfR": ()}, {"cutoff_fn": "x"}],
+    [
+        {"Rca": 6.0},
+        {"elements": ("H", "H")},
+        {"ShfR": ()},
+        {"cutoff_fn": "x"},
+        {"EtaR": float("nan")},
+        {"ShfA": (0.9, float("inf"))},
+        {"Rcr": float("inf")},
+        {"elements": ("H", "Xx")},
+    ],
 )
 def test_bad_aev_params(bad):
-    with pytest.raises(ValueError):
+    """SettingsError: one line in the CLI, and a ValueError for library callers."""
+    with pytest.raises(SettingsError):
         AEVParams.from_dict({**AEVParams.ani1x().to_dict(), **bad})
 
 

@@ -1,0 +1,52 @@
+"""Small file operations of the store: its root attributes and completeness, and
+writes that are whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from aevpipe import keys
+from aevpipe.errors import StoreWriteError
+
+
+def read_attrs(path: Path) -> dict[str, Any] | None:
+    """Root attributes of a store, complete or not; None where there is none."""
+    try:
+        attrs = dict(zarr.open_group(zarr.DirectoryStore(str(path)), mode="r").attrs)
+    except (zarr.errors.GroupNotFoundError, ValueError, KeyError):
+        return None
+    return attrs if keys.ATTR_FORMAT_VERSION in attrs else None
+
+
+def is_complete(path: Path) -> bool:
+    """Whether the store's manifest is written."""
+    return (Path(path) / keys.MANIFEST).is_file()
+
+
+@contextlib.contextmanager
+def writing(path: Path, what: str):
+    """An OSError while writing `what` into the store at `path` (a full disk, no
+    permission) as a StoreWriteError naming both and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StoreWriteError(f"{path}: cannot write {what} ({reason})") from exc
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """`payload` as JSON at `path`, whole or not at all: written beside it, then
+    renamed into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
