@@ -5,7 +5,8 @@ that is removed after the run; the checkouts alternate, round by round, so that
 drift of the machine's speed falls on both. Reports wall time (the whole command:
 scan, hash, AEVs, write, manifest), conformations/s, peak RSS and store bytes, and
 checks that the two stores hold the same arrays, attributes and values (AEVs to
-1e-5, the other arrays exactly), so that the format is unchanged.
+1e-5, the other arrays exactly; the work plan's fingerprint may differ), so that
+the format is unchanged.
 
     python -m benchmarks.featurize_compare --baseline ../baseline \\
         --data data/synth-full --rounds 2 --json benchmarks/results/compare.json
@@ -60,13 +61,19 @@ def run(src: Path, files: list[str], out: Path, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# Attributes that may differ between versions without the store differing: the
+# sources' absolute paths, and the fingerprint of the work units that made it.
+NOT_COMPARED = ("sources", "plan", "plan_hash")
+
+
 def compare_stores(a: Path, b: Path) -> str:
     """'same' when both stores hold the same arrays (shape, dtype, chunks,
-    compressor), root attributes and values; else what differs first."""
+    compressor), root attributes (but NOT_COMPARED) and values; else what
+    differs first."""
     ra, rb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
-    skip = {"sources"}  # absolute paths are the same; kept out for copies elsewhere
     attrs = [
-        {k: v for k, v in r.attrs.asdict().items() if k not in skip} for r in (ra, rb)
+        {k: v for k, v in r.attrs.asdict().items() if k not in NOT_COMPARED}
+        for r in (ra, rb)
     ]
     if attrs[0] != attrs[1]:
         keys = sorted(k for k in attrs[0] if attrs[0].get(k) != attrs[1].get(k))
@@ -93,7 +100,8 @@ def compare_stores(a: Path, b: Path) -> str:
                 return f"{path}: values differ"
     if worst > 1e-5:
         return f"AEVs differ by up to {worst:.2e}"
-    return f"same (AEVs within {worst:.1e})"
+    plans = "same" if ra.attrs.get("plan") == rb.attrs.get("plan") else "other"
+    return f"same (AEVs within {worst:.1e}; {plans} work plan)"
 
 
 def main() -> None:

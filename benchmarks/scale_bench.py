@@ -166,10 +166,10 @@ CHILDREN = {
 }
 
 
-def ensure_data(data: Path) -> list[Path]:
-    """The ANI-1 subset files in `data` (ani_gdb_s0*.h5); when it has none, the
-    synthetic s01-s04 made there with `aevpipe synth`."""
-    files = sorted(data.glob(PATTERN))
+def ensure_data(data: Path, pattern: str = PATTERN) -> list[Path]:
+    """The ANI-1 subset files in `data` (`pattern`, ani_gdb_s0*.h5 by default);
+    when it has none, the synthetic s01-s04 made there with `aevpipe synth`."""
+    files = sorted(data.glob(pattern))
     if not files:
         subprocess.run(
             [
@@ -184,7 +184,7 @@ def ensure_data(data: Path) -> list[Path]:
             ],
             check=True,
         )
-        files = sorted(data.glob(PATTERN))
+        files = sorted(data.glob(pattern))
     return files
 
 
@@ -219,6 +219,12 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data/synth-full", help="s01-s04 files")
+    ap.add_argument(
+        "--pattern",
+        default=PATTERN,
+        help="which files of --data (TorchANI reads files with the same datasets "
+        "only: the real s02 carries more than s01)",
+    )
     ap.add_argument("--sizes", default="10000,100000,all")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--json", help="also write the figures to this file")
@@ -229,7 +235,7 @@ def main() -> None:
         kind, *rest = args.child
         print(json.dumps(CHILDREN[kind](*rest)))
         return
-    files = ensure_data(Path(args.data))
+    files = ensure_data(Path(args.data), args.pattern)
     with h5py.File(files[0], "r") as f:
         synthetic = bool(f.attrs.get("synthetic", False))
     total = count(files)

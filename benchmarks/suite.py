@@ -153,7 +153,11 @@ def main() -> None:
             "0",
             "--json",
         ),
-        ("scale_bench", "--data", args.s01, "--sizes", "all", "--plot", ""),
+        (
+            "scale_bench",
+            *("--data", args.s01, "--pattern", "ani_gdb_s01.h5"),
+            *("--sizes", "all", "--plot", ""),
+        ),
         ("scale_bench", "--data", args.data, "--sizes", sizes, "--plot"),
     ]
     targets = [
