@@ -156,6 +156,9 @@ class ANI1File:
                     member = h5py.h5g.open(group, raw)
                 except ValueError:  # not a group
                     continue
+                if isinstance(name, bytes):  # readers could not name it again
+                    yield f"{path}/{name.decode('latin-1')}", {}
+                    continue
                 yield from visit(member, f"{path}/{name}")
 
         return visit(h5py.h5g.open(self._file().id, b"/"), "")
@@ -173,6 +176,8 @@ class ANI1File:
         for name, datasets in self._groups():
             found = True
             try:
+                if not datasets:
+                    raise InputError(self.path, name, "group name is not UTF-8")
                 info: MoleculeInfo | InputError = self._inspect(name, datasets)
             except InputError as exc:
                 info = exc

@@ -27,11 +27,34 @@ def _sections(n: int) -> tuple[float, ...]:
 
 
 def _from_known_fields(cls: type, data: dict[str, Any], what: str) -> Any:
-    """`cls(**data)`, with a clear error naming keys `cls` does not have."""
-    unknown = set(data) - {f.name for f in fields(cls)}
+    """`cls(**data)`, with a clear error naming keys `cls` does not have and
+    values of the wrong kind (a config file's `lr = "fast"`)."""
+    types = {f.name: f.type for f in fields(cls)}
+    unknown = set(data) - set(types)
     if unknown:
         raise SettingsError(f"unknown {what}(s): {sorted(unknown)}")
+    for name, value in data.items():
+        expected = _KINDS.get(str(types[name]).split(" | ")[0].split("[")[0])
+        if value is None and "None" in str(types[name]):
+            continue
+        if expected is not None and not expected[0](value):
+            raise SettingsError(f"{what} {name} must be {expected[1]}, got {value!r}")
     return cls(**data)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# Annotation -> (check, words for the error) of the values settings accept.
+_KINDS = {
+    "float": (_number, "a number"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "tuple": (lambda v: isinstance(v, list | tuple), "a list"),
+    "dict": (lambda v: isinstance(v, dict), "a table"),
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +89,7 @@ class AEVParams:
             raise SettingsError(f"unknown element symbol(s): {unknown}")
         numbers = (self.Rcr, self.Rca, self.EtaR, self.EtaA, self.Zeta)
         numbers += self.ShfR + self.ShfA + self.ShfZ
-        if not all(math.isfinite(x) for x in numbers):
+        if not all(_number(x) and math.isfinite(x) for x in numbers):
             raise SettingsError("AEV parameters must be finite numbers (no NaN or inf)")
         if not 0 < self.Rca < self.Rcr:
             raise SettingsError(

@@ -25,7 +25,7 @@ from aevpipe import keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.config import TrainSettings
 from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
-from aevpipe.errors import StoreError
+from aevpipe.errors import SettingsError, StoreError
 from aevpipe.folders import only_writer
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
@@ -337,6 +337,13 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
     }
     if store.conformations(TRAIN) == 0:
         raise StoreError(f"{shards_path}: the training split is empty")
+    # Validation streams in a quarter of the budget: at least one chunk of AEVs.
+    chunk = store.attrs[keys.ATTR_CHUNK_ROWS] * store.aev.aev_length * 4
+    if settings.memory_limit < 4 * chunk:
+        raise SettingsError(
+            f"memory limit {settings.memory_limit:,} bytes: this store needs at "
+            f"least {4 * chunk:,} (four of its AEV chunks)"
+        )
     if world.is_main:
         resuming = runs.prepare_run_dir(run, identity, resume, overwrite)
         runs.write_json(run / runs.CONFIG, identity)  # a resume may extend limits

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from aevpipe import keys, runs
 from aevpipe.cli import cli
 from aevpipe.config import FeaturizeSettings, SplitSettings, load_train_settings
-from aevpipe.errors import RunError, StoreError
+from aevpipe.errors import RunError, SettingsError, StoreError
 from aevpipe.stages.featurize import featurize
 from aevpipe.stages.train import train
 
@@ -251,3 +251,23 @@ def test_overwrite_replaces_a_run_and_refuses_other_folders(store, tmp_path):
             echo=quiet,
         )
     assert (other / "mine.txt").read_text() == "keep"
+
+
+def test_a_memory_limit_below_a_few_chunks_is_refused(store, tmp_path):
+    """The `store` fixture's AEV chunks are 64 rows of 384 float32: 98,304 bytes,
+    393,216 for four of them."""
+    with pytest.raises(SettingsError, match="needs at least 393,216"):
+        train(
+            store,
+            tmp_path / "run",
+            settings(memory_limit=1000),
+            progress=False,
+            echo=quiet,
+        )
+    train(
+        store,
+        tmp_path / "run",
+        settings(memory_limit=393_216, max_epochs=1),
+        progress=False,
+        echo=quiet,
+    )

@@ -203,3 +203,20 @@ def test_species_indices_of_broadcast_and_full_rows_agree():
             "g",
             np.array([7, 8]),
         )
+
+
+def test_a_group_name_that_is_not_utf8_is_one_error(tmp_path):
+    """Named in the error (as Latin-1), never a KeyError later."""
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as f:
+        bad = h5py.h5g.create(f.id, b"caf\xe9")
+        good = f.create_group("ok")
+        for group in (h5py.Group(bad), good):
+            group["coordinates"] = np.zeros((2, 1, 3), np.float32)
+            group["energies"] = np.zeros(2)
+            group["species"] = np.array([b"H"])
+    with ANI1File(path) as f:
+        found = dict(f.scan())
+    assert isinstance(found["/caf\xe9"], InputError)
+    assert "group name is not UTF-8" in str(found["/caf\xe9"])
+    assert found["/ok"].formula == "H"

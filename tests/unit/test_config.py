@@ -48,6 +48,8 @@ def test_round_trip_and_toml(tmp_path):
         {"ShfA": (0.9, float("inf"))},
         {"Rcr": float("inf")},
         {"elements": ("H", "Xx")},
+        {"Rcr": "5.2"},
+        {"ShfR": (0.9, "x")},
     ],
 )
 def test_bad_aev_params(bad):
@@ -70,3 +72,25 @@ def test_bad_toml(tmp_path):
 def test_bad_split(fractions):
     with pytest.raises(ValueError):
         SplitSettings(fractions=fractions)
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"lr": "fast"}, "lr must be a number, got 'fast'"),
+        ({"batch_size": 2.5}, "batch_size must be an integer"),
+        ({"early_stop": True}, "early_stop must be an integer"),
+        ({"hidden": [1, 2]}, "hidden must be a table"),
+    ],
+)
+def test_train_settings_of_the_wrong_kind_are_one_error(tmp_path, bad, message):
+    from aevpipe.config import load_train_settings
+
+    with pytest.raises(SettingsError, match=message):
+        load_train_settings(**bad)
+    toml = tmp_path / "train.toml"
+    key, value = next(iter(bad.items()))
+    if isinstance(value, str):
+        toml.write_text(f'[train]\n{key} = "{value}"\n')
+        with pytest.raises(SettingsError, match=message):
+            load_train_settings(toml_path=toml)
