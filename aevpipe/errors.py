@@ -40,3 +40,13 @@ class BusyError(AevpipeError):
 
 class RunError(AevpipeError):
     """A training run directory that does not fit the request."""
+
+
+def output_folder(out) -> None:
+    """An AevpipeError unless the folder `out` is to be written in exists: a
+    typo in a path is an error, not a new tree of folders."""
+    from pathlib import Path
+
+    parent = Path(out).parent
+    if not parent.is_dir():
+        raise AevpipeError(f"{out}: the folder {parent} does not exist")

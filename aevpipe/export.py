@@ -18,6 +18,7 @@ from torchani.sae import SelfEnergy
 
 from aevpipe.aev import build_aev_computer
 from aevpipe.config import AEVParams
+from aevpipe.errors import output_folder
 from aevpipe.model import ACTIVATIONS, ElementNetworks
 from aevpipe.runs import load_best
 
@@ -60,7 +61,7 @@ def export(run: Path, out: Path) -> ANI:
         payload["activation"],
     ).eval()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     tmp = out.with_name(out.name + ".tmp")
     torch.save(ani, tmp)
     os.replace(tmp, out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (see `_write_atomic`)."""
-    _write_atomic(path, json.dumps(payload, indent=1).encode())
+    """Write JSON atomically (see `_write_atomic`); NaN (the error of an empty
+    split) is written as null, so the file stays valid JSON."""
+    _write_atomic(path, json.dumps(_finite(payload), indent=1).encode())
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float, at any depth, as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def save_torch(path: Path, payload: Any) -> None:
@@ -81,9 +94,21 @@ def truncate_history(run: Path, epochs: int) -> None:
     _write_atomic(Path(run) / HISTORY, data.encode())
 
 
+def read_metrics(run: Path) -> dict[str, Any]:
+    """The run's metrics.json; empty for a run stopped before writing it (it is
+    written last), a RunError naming it when it cannot be read."""
+    path = Path(run) / METRICS
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: cannot be read ({exc})") from None
+
+
 def append_history(run: Path, record: dict[str, Any]) -> None:
     with open(Path(run) / HISTORY, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json.dumps(_finite(record)) + "\n")
 
 
 def load_tensors(path: Path, device: torch.device) -> dict[str, Any]:

@@ -27,7 +27,14 @@ def read_frames(path: str | Path) -> Iterator[Frame]:
     path = str(path)
     if not Path(path).is_file():
         raise InputError(path, None, "no such file")
-    with open(path) as fh:
+    try:
+        yield from _frames(path)
+    except UnicodeDecodeError:
+        raise InputError(path, None, "is not UTF-8 text") from None
+
+
+def _frames(path: str) -> Iterator[Frame]:
+    with open(path, encoding="utf-8") as fh:
         index = 0
         while True:
             header = fh.readline()

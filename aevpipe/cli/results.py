@@ -65,9 +65,8 @@ def report(run_dir, runs_root, out, fmt, device):
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    default="predictions.csv",
-    show_default=True,
-    help="CSV to write.",
+    default=None,
+    help="CSV to write [default: RUN_DIR/predictions.csv].",
 )
 @click.option(
     "--batch-atoms",
@@ -90,6 +89,7 @@ def predict(run_dir, files, out, batch_atoms, device):
     """
     from aevpipe.stages.predict import predict as run
 
+    out = out or str(Path(run_dir) / "predictions.csv")
     n = run(Path(run_dir), list(files), Path(out), device, batch_atoms)
     click.echo(f"{n:,} energies written to {out}")
 
@@ -99,9 +99,8 @@ def predict(run_dir, files, out, batch_atoms, device):
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    default="model.pt",
-    show_default=True,
-    help="TorchANI model file to write.",
+    default=None,
+    help="TorchANI model file to write [default: RUN_DIR/model.pt].",
 )
 @clean_errors
 def export(run_dir, out):
@@ -116,5 +115,6 @@ def export(run_dir, out):
     """
     from aevpipe.export import export as run
 
+    out = out or str(Path(run_dir) / "model.pt")
     run(Path(run_dir), Path(out))
     click.echo(f"TorchANI model written to {out}")

@@ -20,7 +20,7 @@ import numpy as np
 from aevpipe.aev import resolve_device
 from aevpipe.ani1 import ANI1File
 from aevpipe.elements import formula
-from aevpipe.errors import InputError
+from aevpipe.errors import InputError, output_folder
 from aevpipe.inference import Potential
 from aevpipe.units import species_indices
 from aevpipe.xyz import read_frames
@@ -103,7 +103,7 @@ def predict(
             raise InputError(path, None, "no such file")
     with_reference = any(not _is_xyz(p) for p in files)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     tmp = out.with_name(out.name + ".tmp")
     n_rows = 0
     try:
@@ -114,10 +114,13 @@ def predict(
                 chunks = (_xyz_chunks if _is_xyz(path) else _hdf5_chunks)(
                     path, batch_atoms
                 )
+                before = n_rows
                 for chunk in chunks:
                     n_rows += _write_chunk(
                         writer, potential, path, chunk, with_reference
                     )
+                if n_rows == before:
+                    raise InputError(path, None, "holds no conformations")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -126,7 +126,7 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
         ]
         per_molecule[name].sort(key=lambda r: -r["rmse_kcal_mol"])
     arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in test.items()}
-    metrics = json.loads((run / runs.METRICS).read_text())
+    metrics = runs.read_metrics(run)
     comparison = {"seed_project": SEED_PROJECT}
     if any(s["sha256"] == S01_SHA256 for s in store.attrs[keys.ATTR_SOURCES]):
         comparison["torchani_s01"] = TORCHANI_S01

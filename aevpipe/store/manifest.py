@@ -126,6 +126,11 @@ def check_files(path: Path, attrs: dict[str, Any], manifest: dict[str, Any]) -> 
     path = Path(path)
     for spec in specs_of(attrs):
         recorded = manifest["arrays"].get(spec.path, {}).get("chunks", {})
+        if not (path / spec.path / ".zarray").is_file():
+            raise StoreError(
+                f"{path}: {spec.path}/.zarray is missing: the store is damaged "
+                f"({DAMAGED})"
+            )
         for name in expected_chunks(spec, attrs[keys.ATTR_CHUNK_ROWS]):
             try:
                 size = (path / spec.path / name).stat().st_size

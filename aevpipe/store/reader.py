@@ -111,8 +111,16 @@ class ShardStore:
         return self._root
 
     def array(self, n_atoms: int, name: str, element: str | None = None) -> zarr.Array:
-        """One array of an atom-count group (per element when `element` is given)."""
-        return self.root[keys.array_path(n_atoms, name, element)]
+        """One array of an atom-count group (per element when `element` is
+        given); a StoreError naming it when its metadata cannot be read."""
+        path = keys.array_path(n_atoms, name, element)
+        try:
+            return self.root[path]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StoreError(
+                f"{self.path}: array {path} cannot be opened ({exc!r}): the store "
+                f"is damaged ({DAMAGED})"
+            ) from None
 
     def read(
         self, n_atoms: int, name: str, element: str | None, start: int, stop: int

@@ -103,7 +103,7 @@ def test_a_deleted_array_and_a_bad_manifest_are_one_line(made):
         ShardStore.open(out)
     manifest.write_text(good)
     shutil.rmtree(out / "n005/C")
-    with pytest.raises(StoreError, match="n005/C/aev/0.0 is missing"):
+    with pytest.raises(StoreError, match="n005/C/aev/.zarray is missing"):
         ShardStore.open(out)
     assert "n005/C/aev: the array's folder is missing" in verify(out)
 
@@ -117,3 +117,28 @@ def test_identical_runs_record_identical_checksums(release_file, tmp_path):
         )
         manifests.append(json.loads((tmp_path / name / keys.MANIFEST).read_text()))
     assert manifests[0]["arrays"] == manifests[1]["arrays"]
+
+
+def test_damaged_metadata_is_one_line(made, tmp_path):
+    """A deleted or garbled .zarray, an edited `elements` attribute: errors that
+    name what is wrong, from opening or from training, never a KeyError."""
+    out, _ = made
+    zarray = out / "n005" / "H" / keys.AEV / ".zarray"
+    good = zarray.read_text()
+    zarray.unlink()
+    with pytest.raises(StoreError, match="n005/H/aev/.zarray is missing"):
+        ShardStore.open(out)
+    zarray.write_text(good[:20])
+    store = ShardStore.open(out)
+    with pytest.raises(StoreError, match="array n005/H/aev cannot be opened"):
+        read_everything(store)
+    zarray.write_text(good)
+    attrs = json.loads((out / ".zattrs").read_text())
+    attrs[keys.ATTR_ELEMENTS] = ["H", "C", "N", "F"]
+    (out / ".zattrs").write_text(json.dumps(attrs))
+    with pytest.raises(StoreError, match="n005/F/aev/.zarray is missing|F/aev"):
+        ShardStore.open(out)
+    result = CliRunner().invoke(
+        cli, ["train", "--shards", str(out), "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -201,3 +201,37 @@ def test_exported_model_drives_an_ase_optimisation(run, tmp_path):
     BFGS(atoms, logfile=None).run(fmax=0.05, steps=30)
     assert atoms.get_potential_energy() < e0
     assert np.abs(atoms.get_forces()).max() < f0
+
+
+def test_outputs_go_inside_the_run_or_where_asked(run, release_file, tmp_path):
+    """Defaults are RUN_DIR/predictions.csv and RUN_DIR/model.pt, never the
+    current folder; a folder that does not exist (or is a file) is one line."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", str(run), str(release_file)])
+    assert result.exit_code == 0, result.output
+    assert (run / "predictions.csv").is_file()
+    result = runner.invoke(cli, ["export", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "model.pt").is_file()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for args in (
+        ["predict", str(run), str(release_file), "--out", str(blocker / "p.csv")],
+        ["export", str(run), "--out", str(tmp_path / "no" / "such" / "m.pt")],
+    ):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2 and "does not exist" in result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "no").exists()
+
+
+def test_an_empty_input_is_an_error_not_zero_rows(run, release_file, tmp_path):
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(
+        cli, ["predict", str(run), str(release_file), str(empty), "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert f"{empty}: holds no conformations" in result.output
+    assert not out.exists()

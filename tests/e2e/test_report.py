@@ -77,3 +77,14 @@ def test_cli_report_bad_run(tmp_path):
     assert result.exit_code == 2 and "not a finished aevpipe run" in result.output
     result = runner.invoke(cli, ["report", "--runs", str(tmp_path / "none")])
     assert result.exit_code == 2 and "no runs under" in result.output
+
+
+def test_report_of_a_run_stopped_before_its_metrics(run, tmp_path):
+    """metrics.json is written last: a run killed before it still reports (the
+    report evaluates the best model itself); a garbled one is one line."""
+    (run / runs.METRICS).unlink()
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    (run / runs.METRICS).write_text("{not json")
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    assert result.exit_code == 2 and "metrics.json: cannot be read" in result.output

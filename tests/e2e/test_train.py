@@ -271,3 +271,19 @@ def test_a_memory_limit_below_a_few_chunks_is_refused(store, tmp_path):
         progress=False,
         echo=quiet,
     )
+
+
+def test_an_empty_split_is_null_in_metrics_json(release_file, tmp_path):
+    """An error over no conformations is NaN in memory and null on disk, so
+    metrics.json stays valid JSON (json.loads refuses NaN with parse_constant)."""
+    out = tmp_path / "aev"
+    split = SplitSettings(fractions=(0.9, 0.1, 0.0))
+    featurize([str(release_file)], out, FeaturizeSettings(split=split), progress=False)
+    run = tmp_path / "run"
+    train(out, run, settings(max_epochs=1), progress=False, echo=quiet)
+
+    def refuse(name):
+        raise ValueError(name)
+
+    metrics = json.loads((run / runs.METRICS).read_text(), parse_constant=refuse)
+    assert metrics["test"] == {"rmse_kcal_mol": None, "mae_kcal_mol": None, "n": 0}
