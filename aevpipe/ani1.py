@@ -112,8 +112,21 @@ class ANI1File:
                 raise InputError(self.path, None, "is a directory, not an HDF5 file")
             if not h5py.is_hdf5(self.path):
                 raise InputError(self.path, None, "not an HDF5 file")
-            self._h5 = h5py.File(self.path, "r")
+            with self._damage(None):
+                self._h5 = h5py.File(self.path, "r")
         return self._h5
+
+    @contextlib.contextmanager
+    def _damage(self, group: str | None):
+        """What HDF5 raises for a damaged file (truncated, bytes changed) as an
+        InputError naming the file and group."""
+        try:
+            yield
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(
+                self.path, group, f"cannot be read, damaged? ({reason})"
+            ) from None
 
     def close(self) -> None:
         """Close the handle; the reader reopens on next use."""
@@ -165,7 +178,8 @@ class ANI1File:
 
     def is_synthetic(self) -> bool:
         """Whether the file says it holds synthetic data (`aevpipe synth` does)."""
-        return bool(self._file().attrs.get("synthetic", False))
+        with self._damage(None):
+            return bool(self._file().attrs.get("synthetic", False))
 
     def scan(self) -> Iterator[tuple[str, MoleculeInfo | InputError]]:
         """Each molecule group with its info, or the InputError that rules it out.
@@ -173,16 +187,18 @@ class ANI1File:
         File-level problems (missing, not HDF5, no molecule groups) raise at once.
         """
         found = False
-        for name, datasets in self._groups():
-            found = True
-            try:
-                if not datasets:
-                    raise InputError(self.path, name, "group name is not UTF-8")
-                info: MoleculeInfo | InputError = self._inspect(name, datasets)
-            except InputError as exc:
-                info = exc
-            del datasets  # closed before the next group's open
-            yield name, info
+        with self._damage(None):  # the file's structure itself
+            for name, datasets in self._groups():
+                found = True
+                try:
+                    if not datasets:
+                        raise InputError(self.path, name, "group name is not UTF-8")
+                    with self._damage(name):
+                        info: MoleculeInfo | InputError = self._inspect(name, datasets)
+                except InputError as exc:
+                    info = exc
+                del datasets  # closed before the next group's open
+                yield name, info
         if not found:
             raise InputError(
                 self.path,
@@ -255,6 +271,10 @@ class ANI1File:
 
         Coordinates and energies are read in the file's own types, then converted
         as NumPy converts."""
+        with self._damage(group):
+            return self._read(group, start, stop, check_finite)
+
+    def _read(self, group: str, start: int, stop: int, check_finite: bool) -> Block:
         coords = np.asarray(
             self._read_rows(f"{group}/coordinates", start, stop), dtype=np.float32
         )
@@ -286,6 +306,10 @@ class ANI1File:
 
     def check_finite(self, group: str, block_size: int) -> None:
         """InputError when any coordinate or energy of `group` is NaN or infinite."""
+        with self._damage(group):
+            self._check_finite(group, block_size)
+
+    def _check_finite(self, group: str, block_size: int) -> None:
         g = self._file()[group]
         n = g["energies"].shape[0]
         for start in range(0, n, block_size):

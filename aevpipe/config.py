@@ -6,6 +6,7 @@ reader can refuse features made with other parameters.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -162,9 +163,11 @@ def load_aev_params(preset: str = "ani1x", toml_path: Path | None = None) -> AEV
             f"unknown AEV preset {preset!r}; choose from {list(AEV_PRESETS)}"
         )
     params = AEV_PRESETS[preset]().to_dict()
-    if toml_path is not None:
-        params.update(read_toml(toml_path).get("aev", {}))
-    return AEVParams.from_dict(params)
+    if toml_path is None:
+        return AEVParams.from_dict(params)
+    with _naming(toml_path):
+        params.update(_table(read_toml(toml_path), "aev"))
+        return AEVParams.from_dict(params)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -174,8 +177,27 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The `[name]` table of a TOML file's data; a SettingsError if it is no table."""
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"[{name}] must be a table, got {table!r}")
+    return table
+
+
+@contextlib.contextmanager
+def _naming(path: Path):
+    """A SettingsError from settings that a TOML file gave, naming the file."""
+    try:
+        yield
+    except SettingsError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -310,7 +332,10 @@ def load_train_settings(
             f"unknown train preset {preset!r}; choose from {list(TRAIN_PRESETS)}"
         )
     data: dict[str, Any] = {"preset": preset, **TRAIN_PRESETS[preset]}
-    if toml_path is not None:
-        data.update(read_toml(toml_path).get("train", {}))
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainSettings.from_dict(data)
+    if toml_path is None:
+        return TrainSettings.from_dict(data)
+    with _naming(toml_path):
+        from_file = _table(read_toml(toml_path), "train")
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return TrainSettings.from_dict({**data, **from_file, **overrides})

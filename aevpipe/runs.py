@@ -120,7 +120,10 @@ def load_tensors(path: Path, device: torch.device) -> dict[str, Any]:
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
     except Exception as exc:  # torch raises many kinds for damaged or foreign files
-        raise RunError(f"{path}: damaged or not written by aevpipe ({exc})") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise RunError(
+            f"{path}: damaged or not written by aevpipe ({reason})"
+        ) from None
 
 
 def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
@@ -170,22 +173,32 @@ def prepare_run_dir(
         if resume:
             raise RunError(f"{run}: nothing to resume (no {CONFIG})")
         return False
-    old = json.loads(config_path.read_text())
     if not resume:
         raise RunError(
             f"{run}: already holds a run; pass --resume to continue it "
             "or --overwrite to replace it"
         )
-    if old["store"]["plan"] != identity["store"]["plan"]:
-        raise RunError(
-            f"{run}: was trained on another shard store "
-            f"({old['store']['path']}); cannot resume on this one"
+    try:
+        old = json.loads(config_path.read_text())
+        same = (
+            old["store"]["plan"] == identity["store"]["plan"],
+            old["aev"] == identity["aev"] and old["elements"] == identity["elements"],
+            _recipe(old["settings"]) == _recipe(identity["settings"]),
         )
-    if old["aev"] != identity["aev"] or old["elements"] != identity["elements"]:
-        raise RunError(f"{run}: AEV parameters or elements differ from the store's")
-    if _recipe(old["settings"]) != _recipe(identity["settings"]):
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{config_path}: cannot be read ({exc!r})") from None
+    if not same[0]:
         raise RunError(
-            f"{run}: settings differ from the run being resumed; resume "
+            f"{config_path}: the run was trained on another shard store "
+            f"({old['store'].get('path')}); cannot resume on this one"
+        )
+    if not same[1]:
+        raise RunError(
+            f"{config_path}: AEV parameters or elements differ from the store's"
+        )
+    if not same[2]:
+        raise RunError(
+            f"{config_path}: settings differ from the run being resumed; resume "
             "with the same flags"
         )
     return (run / CHECKPOINT).is_file()

@@ -25,7 +25,7 @@ from aevpipe import keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.config import TrainSettings
 from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
-from aevpipe.errors import SettingsError, StoreError
+from aevpipe.errors import RunError, SettingsError, StoreError
 from aevpipe.folders import only_writer
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
@@ -156,11 +156,16 @@ class Trainer:
 
     def restore(self) -> None:
         """Continue from the run's checkpoint."""
-        ckpt = runs.load_tensors(self.run / runs.CHECKPOINT, self.device)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.state = ckpt["state"]
+        path = self.run / runs.CHECKPOINT
+        ckpt = runs.load_tensors(path, self.device)
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.state = {k: ckpt["state"][k] for k in self.state}
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
+            raise RunError(f"{path}: not a checkpoint of this run ({reason})") from None
         if self.world.is_main:
             runs.truncate_history(self.run, self.state["epoch"])
         self.echo(f"resuming {self.run} after epoch {self.state['epoch']}")

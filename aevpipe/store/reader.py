@@ -116,7 +116,7 @@ class ShardStore:
         path = keys.array_path(n_atoms, name, element)
         try:
             return self.root[path]
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, zarr.errors.MetadataError) as exc:
             raise StoreError(
                 f"{self.path}: array {path} cannot be opened ({exc!r}): the store "
                 f"is damaged ({DAMAGED})"

@@ -1,0 +1,204 @@
+"""Every reader of user files, fed damaged real files (property-based).
+
+The files are real ones the tests make: an ANI-1 release-layout HDF5 file, an XYZ
+file, a TOML config, a complete store and a trained run. Hypothesis truncates them
+at random offsets and flips random bytes. Each outcome must be a correct result or
+aevpipe's own error (one line in the CLI) naming the file, never another exception
+(a traceback) and never output that looks complete when it is not.
+
+`AEVPIPE_FUZZ_EXAMPLES` sets the cases per test (default 12); with
+`AEVPIPE_FUZZ_TABLE=FILE` the counts of outcomes are written to FILE as a Markdown
+table (tests/README.md has a larger run's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aevpipe import keys, runs
+from aevpipe.config import FeaturizeSettings, load_train_settings
+from aevpipe.errors import AevpipeError
+from aevpipe.stages.featurize import featurize
+from aevpipe.stages.train import train
+from aevpipe.store import ShardStore, is_complete, verify
+from aevpipe.xyz import read_frames
+from tests.synthetic import write_release
+
+EXAMPLES = int(os.environ.get("AEVPIPE_FUZZ_EXAMPLES", "12"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+OUTCOMES: Counter = Counter()  # (reader, damage, outcome) -> cases, for the table
+
+
+def damage(data: bytes, kind: str, where: list[int], value: int) -> bytes:
+    """`data` truncated at a fraction of its length, or with bytes flipped."""
+    if kind == "truncate":
+        return data[: where[0] * len(data) // 1000]
+    out = bytearray(data)
+    for w in where:
+        out[w * len(out) // 1000 % max(1, len(out))] ^= value
+    return bytes(out)
+
+
+DAMAGE = st.tuples(
+    st.sampled_from(["truncate", "flip"]),
+    st.lists(st.integers(0, 999), min_size=1, max_size=8),
+    st.integers(1, 255),
+)
+
+
+def outcome(reader: str, kind: str, path: Path, run) -> str:
+    """Run `run()`; 'ok' or 'error' (aevpipe's own, naming `path`); anything
+    else fails the test."""
+    try:
+        run()
+        result = "ok"
+    except AevpipeError as exc:
+        assert str(path) in str(exc) or path.name in str(exc), str(exc)
+        assert "\n" not in str(exc)
+        result = "error"
+    OUTCOMES[(reader, kind, result)] += 1
+    return result
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """A release-layout file, a complete store of it and a trained run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        h5 = write_release(tmp / "ani.h5", {"CH4": 40, "NH3": 30, "CH3OH": 25}, seed=3)
+        store = tmp / "aev"
+        featurize([str(h5)], store, FeaturizeSettings(chunk_rows=64), progress=False)
+        run = tmp / "run"
+        small = load_train_settings(hidden={e: (16,) for e in "HCNO"}, max_epochs=2)
+        train(store, run, small, progress=False, echo=lambda *_: None)
+        yield {"h5": h5, "store": store, "run": run}
+    table = os.environ.get("AEVPIPE_FUZZ_TABLE")
+    if table:
+        rows = [
+            f"| {reader} | {kind} | {result} | {n} |"
+            for (reader, kind, result), n in sorted(OUTCOMES.items())
+        ]
+        head = "| reader | damage | outcome | cases |\n|---|---|---|---:|\n"
+        Path(table).write_text(head + "\n".join(rows) + "\n")
+
+
+@FUZZ
+@given(DAMAGE)
+def test_damaged_hdf5_inputs(sources, case):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.h5"
+        src.write_bytes(damage(sources["h5"].read_bytes(), *case))
+        out = Path(tmp) / "aev"
+
+        def run():
+            featurize([str(src)], out, FeaturizeSettings(), progress=False)
+            ShardStore.open(out)
+
+        if outcome("ANI-1 HDF5 (featurize)", case[0], src, run) == "error":
+            assert not is_complete(out)
+
+
+@FUZZ
+@given(DAMAGE)
+def test_damaged_xyz_files(case):
+    text = "".join(
+        f"3\nframe {i}\nO 0 0 {i * 0.01:.3f}\nH 0.76 0.59 0\nH -0.76 0.59 0\n"
+        for i in range(5)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "w.xyz"
+        path.write_bytes(damage(text.encode(), *case))
+        outcome(
+            "XYZ (predict's reader)", case[0], path, lambda: list(read_frames(path))
+        )
+
+
+@FUZZ
+@given(DAMAGE)
+def test_damaged_toml_configs(case):
+    text = b"[train]\nlr = 0.001\nbatch_size = 128\nhidden = { H = [16, 8] }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.toml"
+        path.write_bytes(damage(text, *case))
+        outcome(
+            "TOML config",
+            case[0],
+            path,
+            lambda: load_train_settings(toml_path=path),
+        )
+
+
+def read_everything(store: ShardStore) -> None:
+    for layout in store.layouts:
+        for name in (keys.ENERGY, keys.SPECIES, keys.MOLECULE, keys.INDEX, keys.SPLIT):
+            store.read(layout.n_atoms, name, None, 0, layout.n_conformations)
+        for e, element in enumerate(store.elements):
+            if layout.total_rows()[e]:
+                store.read(layout.n_atoms, keys.AEV, element, 0, layout.total_rows()[e])
+                rows = layout.total_rows()[e]
+                store.read(layout.n_atoms, keys.CONFORMATION, element, 0, rows)
+
+
+@FUZZ
+@given(st.data(), DAMAGE)
+def test_damaged_store_files(sources, data, case):
+    """Any file of a complete store damaged: reading all of it is the data or one
+    error, and `verify` names the file whenever its bytes changed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "aev"
+        shutil.copytree(sources["store"], store)
+        files = sorted(p for p in store.rglob("*") if p.is_file())
+        target = data.draw(st.sampled_from(files))
+        before = target.read_bytes()
+        target.write_bytes(damage(before, *case))
+        changed = target.read_bytes() != before
+
+        def run():
+            read_everything(ShardStore.open(store))
+
+        result = outcome("store (open and read all)", case[0], store, run)
+        if changed and target.parent.name != "aev" and not target.name.startswith("."):
+            # A chunk file: its damage is never read as data, and verify names it.
+            assert result == "error"
+            assert any(target.name in p for p in verify(store))
+
+
+@FUZZ
+@given(st.sampled_from([runs.BEST, runs.CHECKPOINT, runs.CONFIG]), DAMAGE)
+def test_damaged_run_files(sources, name, case):
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        shutil.copytree(sources["run"], run)
+        target = run / name
+        target.write_bytes(damage(target.read_bytes(), *case))
+
+        def load():
+            if name != runs.BEST:  # a resume reads the config and the checkpoint
+                small = load_train_settings(
+                    hidden={e: (16,) for e in "HCNO"}, max_epochs=3
+                )
+                train(
+                    sources["store"],
+                    run,
+                    small,
+                    resume=True,
+                    progress=False,
+                    echo=lambda *_: None,
+                )
+            else:
+                runs.load_best(run, torch.device("cpu"))
+
+        outcome(f"run file {name}", case[0], target, load)
