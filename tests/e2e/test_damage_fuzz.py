@@ -19,6 +19,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -85,6 +86,13 @@ def sources():
         small = load_train_settings(hidden={e: (16,) for e in "HCNO"}, max_epochs=2)
         train(store, run, small, progress=False, echo=lambda *_: None)
         yield {"h5": h5, "store": store, "run": run}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def outcome_table():
+    """With AEVPIPE_FUZZ_TABLE, the counts of this module's outcomes, written
+    there as a Markdown table once its tests have run."""
+    yield
     table = os.environ.get("AEVPIPE_FUZZ_TABLE")
     if table:
         rows = [
@@ -202,3 +210,88 @@ def test_damaged_run_files(sources, name, case):
                 runs.load_best(run, torch.device("cpu"))
 
         outcome(f"run file {name}", case[0], target, load)
+
+
+GOOD_GROUP = {
+    "coordinates": lambda rng: (
+        rng.normal(0, 0.05, (6, 3, 3)).astype(np.float32)
+        + np.array([[0, 0, 0], [0.76, 0.59, 0], [-0.76, 0.59, 0]], np.float32)
+    ),
+    "energies": lambda rng: rng.normal(-76.4, 0.01, 6),
+    "species": lambda rng: np.array([b"O", b"H", b"H"]),
+}
+# What a group's dataset may be made into.
+STRUCTURE = st.sampled_from(
+    [
+        "as is",
+        "missing",
+        "strings",
+        "one value",
+        "wrong shape",
+        "empty",
+        "nan",
+        "inf",
+        "huge",
+        "extra dataset",
+    ]
+)
+
+
+def build(value: np.ndarray, how: str) -> np.ndarray | None:
+    """`value` (a good dataset) made into what `how` says, or None (missing)."""
+    if how == "missing":
+        return None
+    if how == "strings":
+        return np.array([b"x"] * value.size).reshape(value.shape)
+    if how == "one value":
+        return np.asarray(value.flat[0])
+    if how == "wrong shape":
+        return value.reshape(-1)[:-1] if value.size > 1 else np.zeros((2, 2))
+    if how == "empty":
+        return value[:0]
+    if value.dtype.kind == "f" and how in ("nan", "inf", "huge"):
+        out = value.copy()
+        out.flat[out.size // 2] = {"nan": np.nan, "inf": -np.inf, "huge": 1e30}[how]
+        return out
+    return value
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries({name: STRUCTURE for name in GOOD_GROUP}),
+    st.sampled_from(["mol", "..", "a b", "ü"]),
+)
+def test_badly_shaped_hdf5_inputs(changes, name):
+    """Groups whose datasets are missing, of other kinds or shapes, empty, NaN,
+    infinite or huge: a store with finite AEVs, or one error naming the file."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.h5"
+        with h5py.File(src, "w") as f:
+            group = f.create_group(f"set/{name}")
+            for key, make in GOOD_GROUP.items():
+                value = build(make(rng), changes[key])
+                if value is not None:
+                    group[key] = value
+            if "extra dataset" in changes.values():
+                group["forces"] = np.zeros((6, 3, 3))
+            good = f.create_group("set/water")
+            for key, make in GOOD_GROUP.items():
+                good[key] = make(rng)
+        out = Path(tmp) / "aev"
+
+        def run():
+            featurize([str(src)], out, FeaturizeSettings(), progress=False)
+            store = ShardStore.open(out)
+            for layout in store.layouts:
+                for e, element in enumerate(store.elements):
+                    rows = layout.total_rows()[e]
+                    if rows:
+                        aev = store.read(layout.n_atoms, keys.AEV, element, 0, rows)
+                        assert np.isfinite(aev).all()
+
+        kind = ",".join(sorted({v for v in changes.values() if v != "as is"})) or "none"
+        if outcome("ANI-1 HDF5, structure", kind, src, run) == "error":
+            assert not is_complete(out)

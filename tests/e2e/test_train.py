@@ -287,3 +287,49 @@ def test_an_empty_split_is_null_in_metrics_json(release_file, tmp_path):
 
     metrics = json.loads((run / runs.METRICS).read_text(), parse_constant=refuse)
     assert metrics["test"] == {"rmse_kcal_mol": None, "mae_kcal_mol": None, "n": 0}
+
+
+KILLED_TRAIN = """
+import sys
+from aevpipe.config import load_train_settings
+from aevpipe.stages.train import train
+settings = load_train_settings(hidden={e: (32, 16) for e in "HCNO"}, batch_size=32,
+                               max_epochs=8)
+train(sys.argv[1], sys.argv[2], settings, progress=False, echo=lambda *_: None)
+"""
+
+
+@pytest.mark.parametrize(
+    "after_epochs,delay", [(0, 0.0), (2, 0.0), (3, 0.05), (6, 0.0)]
+)
+def test_a_killed_train_resumes_to_the_uninterrupted_run(
+    store, tmp_path, after_epochs, delay
+):
+    """SIGKILL once `after_epochs` epochs are in history.jsonl (plus `delay`, to
+    land mid-epoch or mid-checkpoint): --resume loses and repeats no epoch, and
+    ends with the uninterrupted run's history and metrics."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    full = tmp_path / "full"
+    train(store, full, settings(max_epochs=8), progress=False, echo=quiet)
+    run = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_TRAIN, str(store), str(run)])
+    history, deadline = run / runs.HISTORY, time.monotonic() + 120
+    while child.poll() is None and time.monotonic() < deadline:
+        if history.is_file() and history.read_text().count("\n") >= after_epochs:
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    child.wait()
+    train(store, run, settings(max_epochs=8), resume=True, progress=False, echo=quiet)
+    a, b = runs.read_history(full), runs.read_history(run)
+    assert [h["epoch"] for h in b] == list(range(1, 9))
+    for x, y in zip(a, b, strict=True):
+        assert x["valid_rmse_kcal_mol"] == pytest.approx(y["valid_rmse_kcal_mol"])
+    metrics = [json.loads((r / runs.METRICS).read_text()) for r in (full, run)]
+    for split in ("train", "valid", "test"):
+        assert metrics[0][split] == pytest.approx(metrics[1][split])
