@@ -20,8 +20,8 @@ from aevpipe import figures, keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.errors import RunError
 from aevpipe.loader import ShardLoader
+from aevpipe.objective import evaluate
 from aevpipe.runs import load_best
-from aevpipe.stages.train import evaluate
 from aevpipe.store import ShardStore
 
 S01_SHA256 = "5d463ae53c74dc6fcac49494bc3201e9a4a59fad086023184b270348428f4b34"

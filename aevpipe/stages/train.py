@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from aevpipe import keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.config import TrainSettings
 from aevpipe.distributed import World, all_max, barrier, setup, world_from_env
-from aevpipe.errors import RunError, SettingsError, StoreError
+from aevpipe.errors import AevpipeError, RunError, SettingsError, StoreError
 from aevpipe.folders import only_writer
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
+from aevpipe.objective import build_optimizer, evaluate, loss_fn
 from aevpipe.runs import load_best
 from aevpipe.sae import fit_self_energies
 from aevpipe.store import ShardStore
@@ -46,48 +48,6 @@ class TrainResult:
     best_epoch: int
     metrics: dict[str, dict[str, float]]
     stop_reason: str
-
-
-def build_optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=s.lr,
-            momentum=s.momentum,
-            weight_decay=s.weight_decay,
-        )
-    # The fused kernel (CPU and CUDA): the optimiser step is a large share of a
-    # step for networks this small.
-    return torch.optim.AdamW(
-        model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True
-    )
-
-
-def loss_fn(
-    predicted: torch.Tensor, target: torch.Tensor, n_atoms: torch.Tensor
-) -> torch.Tensor:
-    """ANI's loss: squared error (Hartree) over sqrt(atoms), averaged over the batch."""
-    return ((predicted - target).square() / n_atoms.sqrt()).mean()
-
-
-@torch.no_grad()
-def evaluate(
-    model: ElementNetworks,
-    loader: ShardLoader,
-    device: torch.device,
-    self_energies: torch.Tensor,
-    collect: Callable[[Any, torch.Tensor], None] | None = None,
-) -> ErrorSums:
-    """Errors of whole-conformation energies over one pass of `loader`."""
-    model.eval()
-    sums = ErrorSums(device)
-    for batch in loader.epoch(0):
-        b = batch.to(device)
-        predicted = model(b.aev, b.conf, b.size).double() + b.counts @ self_energies
-        sums.add(predicted, b.energy)
-        if collect is not None:
-            collect(batch, predicted.cpu())
-    return sums
 
 
 class Trainer:
@@ -320,10 +280,16 @@ def train(
     holds the run directory so that no other train writes there meanwhile.
     """
     args = (shards_path, Path(run), settings, resume, overwrite, progress, echo)
+    new = not Path(run).exists()
     with contextlib.ExitStack() as held:
         if world_from_env().is_main:
             held.enter_context(only_writer(Path(run), "train", "run directory"))
-        return _train(*args, on_batch)
+        try:
+            return _train(*args, on_batch)
+        except AevpipeError:  # refused before any epoch: leave no half-made run
+            if new and not (Path(run) / runs.CHECKPOINT).exists():
+                shutil.rmtree(run, ignore_errors=True)
+            raise
 
 
 def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_batch):

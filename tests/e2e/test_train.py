@@ -333,3 +333,14 @@ def test_a_killed_train_resumes_to_the_uninterrupted_run(
     metrics = [json.loads((r / runs.METRICS).read_text()) for r in (full, run)]
     for split in ("train", "valid", "test"):
         assert metrics[0][split] == pytest.approx(metrics[1][split])
+
+
+def test_a_refused_train_leaves_no_run_directory(release_file, tmp_path):
+    """Refused before its first epoch (here: an incomplete store), a train that
+    made its run directory removes it again."""
+    out = tmp_path / "aev"
+    out.mkdir()
+    run = tmp_path / "run"
+    with pytest.raises(StoreError):
+        train(out, run, settings(max_epochs=1), progress=False, echo=quiet)
+    assert not run.exists()
