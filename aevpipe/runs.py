@@ -77,14 +77,20 @@ def read_history(run: Path) -> list[dict[str, Any]]:
     path = Path(run) / HISTORY
     if not path.is_file():
         return []
-    text = path.read_text()
-    lines = text.splitlines()
-    if lines and not text.endswith("\n"):
-        try:
-            json.loads(lines[-1])
-        except ValueError:  # torn by a crash or a full disk while appending
-            lines.pop()
-    return [json.loads(line) for line in lines if line]
+    try:
+        text = path.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            try:
+                json.loads(lines[-1])
+            except ValueError:  # torn by a crash or a full disk while appending
+                lines.pop()
+        records = [json.loads(line) for line in lines if line]
+    except ValueError as exc:  # not UTF-8, or a line that is not JSON
+        raise RunError(f"{path}: cannot be read ({exc})") from None
+    if not all(isinstance(r, dict) and "epoch" in r for r in records):
+        raise RunError(f"{path}: holds a line that is not an epoch record")
+    return records
 
 
 def truncate_history(run: Path, epochs: int) -> None:
@@ -109,6 +115,12 @@ def read_metrics(run: Path) -> dict[str, Any]:
 def append_history(run: Path, record: dict[str, Any]) -> None:
     with open(Path(run) / HISTORY, "a") as fh:
         fh.write(json.dumps(_finite(record)) + "\n")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (torch's run to many)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def load_tensors(path: Path, device: torch.device) -> dict[str, Any]:
@@ -142,7 +154,7 @@ def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise RunError(
-            f"{Path(run) / BEST}: not a model aevpipe wrote ({exc})"
+            f"{Path(run) / BEST}: not a model aevpipe wrote ({first_line(exc)})"
         ) from None
     return model.to(device), payload
 

@@ -124,7 +124,7 @@ class Trainer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
             self.state = {k: ckpt["state"][k] for k in self.state}
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
+            reason = runs.first_line(exc)
             raise RunError(f"{path}: not a checkpoint of this run ({reason})") from None
         if self.world.is_main:
             runs.truncate_history(self.run, self.state["epoch"])

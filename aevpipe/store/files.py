@@ -19,7 +19,9 @@ def read_attrs(path: Path) -> dict[str, Any] | None:
     """Root attributes of a store, complete or not; None where there is none."""
     try:
         attrs = dict(zarr.open_group(zarr.DirectoryStore(str(path)), mode="r").attrs)
-    except (zarr.errors.GroupNotFoundError, ValueError, KeyError):
+    except (zarr.errors.GroupNotFoundError, zarr.errors.MetadataError):
+        return None
+    except (ValueError, KeyError, TypeError):  # metadata that is not JSON or not Zarr's
         return None
     return attrs if keys.ATTR_FORMAT_VERSION in attrs else None
 

@@ -18,7 +18,7 @@ import zarr
 
 from aevpipe import keys
 from aevpipe.config import AEVParams
-from aevpipe.errors import StoreError
+from aevpipe.errors import AevpipeError, StoreError
 from aevpipe.store.files import is_complete, read_attrs
 from aevpipe.store.format import layout_from_attr
 from aevpipe.store.manifest import DAMAGED, check_files
@@ -97,8 +97,15 @@ class ShardStore:
             raise StoreError(
                 f"{path / keys.MANIFEST}: cannot be read ({exc})"
             ) from None
-        check_files(path, attrs, manifest)
-        return cls(path, attrs, manifest)
+        try:
+            check_files(path, attrs, manifest)
+            return cls(path, attrs, manifest)
+        except StoreError:
+            raise
+        except (AevpipeError, KeyError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{path}: its attributes or manifest are damaged ({exc})"
+            ) from None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_root": None}

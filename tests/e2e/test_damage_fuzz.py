@@ -32,7 +32,8 @@ from aevpipe.stages.featurize import featurize
 from aevpipe.stages.train import train
 from aevpipe.store import ShardStore, is_complete, verify
 from aevpipe.xyz import read_frames
-from tests.synthetic import write_release
+from tests.conftest import REAL_S01
+from tests.synthetic import write_flat, write_release
 
 EXAMPLES = int(os.environ.get("AEVPIPE_FUZZ_EXAMPLES", "12"))
 FUZZ = settings(
@@ -80,12 +81,13 @@ def sources():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         h5 = write_release(tmp / "ani.h5", {"CH4": 40, "NH3": 30, "CH3OH": 25}, seed=3)
+        flat = write_flat(tmp / "flat.h5", {"CH4": 20, "HCN": 15, "H2O": 10}, seed=4)
         store = tmp / "aev"
         featurize([str(h5)], store, FeaturizeSettings(chunk_rows=64), progress=False)
         run = tmp / "run"
         small = load_train_settings(hidden={e: (16,) for e in "HCNO"}, max_epochs=2)
         train(store, run, small, progress=False, echo=lambda *_: None)
-        yield {"h5": h5, "store": store, "run": run}
+        yield {"h5": h5, "flat": flat, "store": store, "run": run}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,18 +106,22 @@ def outcome_table():
 
 
 @FUZZ
-@given(DAMAGE)
-def test_damaged_hdf5_inputs(sources, case):
+@given(st.sampled_from(["release", "flat", "real s01"]), DAMAGE)
+def test_damaged_hdf5_inputs(sources, layout, case):
+    """Both layouts, and the real ANI-1 s01 where ../shared/data has it."""
+    original = {"release": sources["h5"], "flat": sources["flat"]}.get(layout)
+    if original is None:
+        original = REAL_S01 if REAL_S01.is_file() else sources["h5"]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "in.h5"
-        src.write_bytes(damage(sources["h5"].read_bytes(), *case))
+        src.write_bytes(damage(original.read_bytes(), *case))
         out = Path(tmp) / "aev"
 
         def run():
             featurize([str(src)], out, FeaturizeSettings(), progress=False)
             ShardStore.open(out)
 
-        if outcome("ANI-1 HDF5 (featurize)", case[0], src, run) == "error":
+        if outcome(f"ANI-1 HDF5, {layout} (featurize)", case[0], src, run) == "error":
             assert not is_complete(out)
 
 
@@ -185,7 +191,7 @@ def test_damaged_store_files(sources, data, case):
 
 
 @FUZZ
-@given(st.sampled_from([runs.BEST, runs.CHECKPOINT, runs.CONFIG]), DAMAGE)
+@given(st.sampled_from([runs.BEST, runs.CHECKPOINT, runs.CONFIG, runs.HISTORY]), DAMAGE)
 def test_damaged_run_files(sources, name, case):
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
@@ -194,7 +200,7 @@ def test_damaged_run_files(sources, name, case):
         target.write_bytes(damage(target.read_bytes(), *case))
 
         def load():
-            if name != runs.BEST:  # a resume reads the config and the checkpoint
+            if name != runs.BEST:  # a resume reads config, checkpoint and history
                 small = load_train_settings(
                     hidden={e: (16,) for e in "HCNO"}, max_epochs=3
                 )

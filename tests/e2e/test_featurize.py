@@ -303,7 +303,14 @@ featurize([sys.argv[1]], sys.argv[2], FeaturizeSettings(block_size=8, chunk_rows
 """
 
 
-@pytest.mark.parametrize("after_units", [1, 9, 25])
+@pytest.mark.parametrize(
+    "after_units",
+    [
+        pytest.param(1, marks=pytest.mark.slow),
+        9,
+        pytest.param(25, marks=pytest.mark.slow),
+    ],
+)
 def test_a_killed_run_resumes_to_the_uninterrupted_store(
     release_file, tmp_path, after_units
 ):

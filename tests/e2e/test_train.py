@@ -300,7 +300,13 @@ train(sys.argv[1], sys.argv[2], settings, progress=False, echo=lambda *_: None)
 
 
 @pytest.mark.parametrize(
-    "after_epochs,delay", [(0, 0.0), (2, 0.0), (3, 0.05), (6, 0.0)]
+    "after_epochs,delay",
+    [
+        pytest.param(0, 0.0, marks=pytest.mark.slow),
+        (2, 0.0),
+        (3, 0.05),
+        pytest.param(6, 0.0, marks=pytest.mark.slow),
+    ],
 )
 def test_a_killed_train_resumes_to_the_uninterrupted_run(
     store, tmp_path, after_epochs, delay
