@@ -82,7 +82,7 @@ def test_a_history_line_torn_by_a_crash_is_dropped(tmp_path):
     assert (tmp_path / runs.HISTORY).read_text().endswith('{"epoch": 2}\n')
     with open(tmp_path / runs.HISTORY, "a") as fh:  # damage elsewhere is an error
         fh.write('{"epoch": \n{"epoch": 4}\n')
-    with pytest.raises(ValueError):
+    with pytest.raises(RunError, match="history.jsonl: cannot be read"):
         runs.read_history(tmp_path)
 
 
