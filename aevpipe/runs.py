@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,31 @@ def save_torch(path: Path, payload: Any) -> None:
     RuntimeError from its zip writer, not as the OSError it is."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    _write_atomic(path, buffer.getvalue())
+    data = buffer.getvalue()
+    # The CRC-32s `path` may have: the new file's, and, until it is replaced, the
+    # old one's (a crash between the two renames leaves the old file).
+    sums = _checksum_file(path)
+    old = _known_checksums(sums)[:1] if path.is_file() else []
+    _write_atomic(sums, json.dumps([f"{zlib.crc32(data):08x}", *old]).encode())
+    _write_atomic(path, data)
+
+
+def _checksum_file(path: Path) -> Path:
+    """Where a run file's CRC-32 is kept: `best.pt` -> `best.pt.crc32`."""
+    return path.with_name(path.name + ".crc32")
+
+
+def _known_checksums(sums: Path) -> list[str]:
+    """The CRC-32s in `sums`; empty where there is none (runs written before)."""
+    if not sums.is_file():
+        return []
+    try:
+        known = json.loads(sums.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{sums}: cannot be read ({exc})") from None
+    if not isinstance(known, list):
+        raise RunError(f"{sums}: not a list of CRC-32s")
+    return known
 
 
 def read_history(run: Path) -> list[dict[str, Any]]:
@@ -127,14 +152,18 @@ def load_tensors(path: Path, device: torch.device) -> dict[str, Any]:
     """A checkpoint or model file: tensors and plain values only
     (`weights_only`), so a file from elsewhere cannot run code; a damaged one is
     a RunError naming it."""
+    known = _known_checksums(_checksum_file(path))
+    if known and path.is_file() and f"{zlib.crc32(path.read_bytes()):08x}" not in known:
+        raise RunError(
+            f"{path}: does not match its CRC-32 in {path.name}.crc32: damaged"
+        )
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise RunError(f"{path}: missing") from None
     except Exception as exc:  # torch raises many kinds for damaged or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise RunError(
-            f"{path}: damaged or not written by aevpipe ({reason})"
+            f"{path}: damaged or not written by aevpipe ({first_line(exc)})"
         ) from None
 
 

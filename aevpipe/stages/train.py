@@ -127,6 +127,13 @@ class Trainer:
             reason = runs.first_line(exc)
             raise RunError(f"{path}: not a checkpoint of this run ({reason})") from None
         if self.world.is_main:
+            # History is appended before each checkpoint: fewer lines is damage.
+            kept = len(runs.read_history(self.run))
+            if kept < self.state["epoch"]:
+                raise RunError(
+                    f"{self.run / runs.HISTORY}: {kept} epochs, the checkpoint has "
+                    f"{self.state['epoch']}: damaged"
+                )
             runs.truncate_history(self.run, self.state["epoch"])
         self.echo(f"resuming {self.run} after epoch {self.state['epoch']}")
 

@@ -191,16 +191,25 @@ def test_damaged_store_files(sources, data, case):
 
 
 @FUZZ
-@given(st.sampled_from([runs.BEST, runs.CHECKPOINT, runs.CONFIG, runs.HISTORY]), DAMAGE)
+@given(
+    st.sampled_from(
+        [runs.BEST, runs.CHECKPOINT, runs.CONFIG, runs.HISTORY, runs.BEST + ".crc32"]
+    ),
+    DAMAGE,
+)
 def test_damaged_run_files(sources, name, case):
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         shutil.copytree(sources["run"], run)
         target = run / name
-        target.write_bytes(damage(target.read_bytes(), *case))
+        before = target.read_bytes()
+        target.write_bytes(damage(before, *case))
+        changed = target.read_bytes() != before
 
         def load():
-            if name != runs.BEST:  # a resume reads config, checkpoint and history
+            if not name.startswith(
+                runs.BEST
+            ):  # a resume reads config, checkpoint, history
                 small = load_train_settings(
                     hidden={e: (16,) for e in "HCNO"}, max_epochs=3
                 )
@@ -215,7 +224,9 @@ def test_damaged_run_files(sources, name, case):
             else:
                 runs.load_best(run, torch.device("cpu"))
 
-        outcome(f"run file {name}", case[0], target, load)
+        result = outcome(f"run file {name}", case[0], target, load)
+        if changed and name in (runs.BEST, runs.CHECKPOINT):
+            assert result == "error"  # never other weights read as the model
 
 
 GOOD_GROUP = {

@@ -200,7 +200,7 @@ def test_a_damaged_run_file_is_one_line(store, tmp_path, name):
     train(store, run, settings(max_epochs=2), progress=False, echo=quiet)
     data = (run / name).read_bytes()
     (run / name).write_bytes(data[: len(data) // 2])
-    with pytest.raises(RunError, match=f"{name}: damaged or not written by aevpipe"):
+    with pytest.raises(RunError, match=f"{name}: does not match its CRC-32"):
         if name == runs.BEST:
             runs.load_best(run, torch.device("cpu"))
         else:
@@ -228,6 +228,7 @@ def test_run_files_load_without_unpickling_code(store, tmp_path):
     torch.save(
         {"model": Evil()}, run / runs.BEST, pickle_protocol=pickle.HIGHEST_PROTOCOL
     )
+    (run / (runs.BEST + ".crc32")).unlink()  # as a file from elsewhere would be
     with pytest.raises(RunError, match="damaged or not written by aevpipe"):
         runs.load_best(run, torch.device("cpu"))
 
