@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AevpipeError(Exception):
     """Base of the errors caused by input or settings, not by bugs."""
@@ -45,8 +47,6 @@ class RunError(AevpipeError):
 def output_folder(out) -> None:
     """An AevpipeError unless the folder `out` is to be written in exists: a
     typo in a path is an error, not a new tree of folders."""
-    from pathlib import Path
-
     parent = Path(out).parent
     if not parent.is_dir():
         raise AevpipeError(f"{out}: the folder {parent} does not exist")

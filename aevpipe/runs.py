@@ -84,14 +84,19 @@ def _checksum_file(path: Path) -> Path:
     return path.with_name(path.name + ".crc32")
 
 
+def read_json(path: Path) -> Any:
+    """A run's JSON file; a RunError naming it when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON
+        raise RunError(f"{path}: cannot be read ({exc})") from None
+
+
 def _known_checksums(sums: Path) -> list[str]:
     """The CRC-32s in `sums`; empty where there is none (runs written before)."""
     if not sums.is_file():
         return []
-    try:
-        known = json.loads(sums.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{sums}: cannot be read ({exc})") from None
+    known = read_json(sums)
     if not isinstance(known, list):
         raise RunError(f"{sums}: not a list of CRC-32s")
     return known
@@ -129,12 +134,7 @@ def read_metrics(run: Path) -> dict[str, Any]:
     """The run's metrics.json; empty for a run stopped before writing it (it is
     written last), a RunError naming it when it cannot be read."""
     path = Path(run) / METRICS
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunError(f"{path}: cannot be read ({exc})") from None
+    return read_json(path) if path.is_file() else {}
 
 
 def append_history(run: Path, record: dict[str, Any]) -> None:
@@ -219,15 +219,15 @@ def prepare_run_dir(
             f"{run}: already holds a run; pass --resume to continue it "
             "or --overwrite to replace it"
         )
+    old = read_json(config_path)
     try:
-        old = json.loads(config_path.read_text())
         same = (
             old["store"]["plan"] == identity["store"]["plan"],
             old["aev"] == identity["aev"] and old["elements"] == identity["elements"],
             _recipe(old["settings"]) == _recipe(identity["settings"]),
         )
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise RunError(f"{config_path}: cannot be read ({exc!r})") from None
+    except (KeyError, TypeError) as exc:
+        raise RunError(f"{config_path}: not a run's settings ({exc!r})") from None
     if not same[0]:
         raise RunError(
             f"{config_path}: the run was trained on another shard store "

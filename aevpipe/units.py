@@ -180,8 +180,8 @@ def write_unit(task: UnitTask, computed: list[ComputedSegment]) -> dict[str, Any
     """Write a computed unit at the plan's positions, each split's conformations
     of all its segments as one range, and record the unit as done; returns its
     counts."""
-    unit, elements = task.unit, task.aev.elements
-    put = functools.partial(_put, _writer(task.store), unit.n_atoms)
+    unit, elements, writer = task.unit, task.aev.elements, _writer(task.store)
+    put = functools.partial(_put, writer, unit.n_atoms)
     for part in unit.parts:
         c0 = part.conformation_offset
         pieces = [(g, *g.split_range(part.split)) for g in computed]
@@ -211,7 +211,7 @@ def write_unit(task: UnitTask, computed: list[ComputedSegment]) -> dict[str, Any
             for e, element in enumerate(elements)
         },
     }
-    _writer(task.store).mark_done(unit.uid, stats)
+    writer.mark_done(unit.uid, stats)
     return stats
 
 

@@ -79,9 +79,13 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
     run = Path(run)
     if not (run / runs.BEST).is_file() or not (run / runs.CONFIG).is_file():
         raise RunError(f"{run}: not a finished aevpipe run (no {runs.BEST})")
-    config = json.loads((run / runs.CONFIG).read_text())
-    store = ShardStore.open(Path(config["store"]["path"]))
-    if store.attrs[keys.ATTR_PLAN] != config["store"]["plan"]:
+    config = runs.read_json(run / runs.CONFIG)
+    try:
+        store_path, plan = Path(config["store"]["path"]), config["store"]["plan"]
+    except (KeyError, TypeError) as exc:
+        raise RunError(f"{run / runs.CONFIG}: not a run's settings ({exc!r})") from None
+    store = ShardStore.open(store_path)
+    if store.attrs[keys.ATTR_PLAN] != plan:
         raise RunError(f"{run}: its store {store.path} has changed since training")
     dev = resolve_device(device)
     model, payload = load_best(run, dev)

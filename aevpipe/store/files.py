@@ -12,7 +12,7 @@ from typing import Any
 import zarr
 
 from aevpipe import keys
-from aevpipe.errors import StoreWriteError
+from aevpipe.errors import StoreError, StoreWriteError
 
 
 def read_attrs(path: Path) -> dict[str, Any] | None:
@@ -29,6 +29,33 @@ def read_attrs(path: Path) -> dict[str, Any] | None:
 def is_complete(path: Path) -> bool:
     """Whether the store's manifest is written."""
     return (Path(path) / keys.MANIFEST).is_file()
+
+
+def read_complete(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The root attributes and manifest of a complete store of this format
+    version; a StoreError saying what `path` is instead."""
+    path = Path(path)
+    if not path.is_dir():
+        raise StoreError(f"{path}: no shard store here")
+    attrs = read_attrs(path)
+    if attrs is None:
+        raise StoreError(f"{path}: not an aevpipe shard store")
+    if not is_complete(path):
+        raise StoreError(
+            f"{path}: incomplete store (no {keys.MANIFEST}); run "
+            "`aevpipe featurize` again to complete it"
+        )
+    version = attrs[keys.ATTR_FORMAT_VERSION]
+    if version != keys.FORMAT_VERSION:
+        raise StoreError(
+            f"{path}: format version {version}, this aevpipe reads "
+            f"{keys.FORMAT_VERSION}"
+        )
+    try:
+        manifest = json.loads((path / keys.MANIFEST).read_text())
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON
+        raise StoreError(f"{path / keys.MANIFEST}: cannot be read ({exc})") from None
+    return attrs, manifest
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ for finding damage, not tampering.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from typing import Any
 
 from aevpipe import keys
 from aevpipe.errors import StoreError
-from aevpipe.store.files import read_attrs, write_json_atomic, writing
+from aevpipe.store.files import read_complete, write_json_atomic, writing
 from aevpipe.store.format import ArraySpec, chunk_shape, layout_from_attr, specs_of
 
 DAMAGED = "`aevpipe verify` names every damaged file; featurize again with --overwrite"
@@ -152,15 +151,7 @@ def verify(path: Path) -> list[str]:
     each, naming the array and chunk file; empty when the store is whole. A
     StoreError when `path` is no complete store."""
     path = Path(path)
-    attrs = read_attrs(path)
-    if attrs is None:
-        raise StoreError(f"{path}: not an aevpipe shard store")
-    try:
-        manifest = json.loads((path / keys.MANIFEST).read_text())
-    except FileNotFoundError:
-        raise StoreError(f"{path}: incomplete store (no {keys.MANIFEST})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path / keys.MANIFEST}: cannot be read ({exc})") from None
+    attrs, manifest = read_complete(path)
     problems = []
     for spec in specs_of(attrs):
         entry = manifest["arrays"].get(spec.path)

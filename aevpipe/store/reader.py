@@ -8,7 +8,6 @@ chunk that does not decode is one error naming the array and rows.
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import zarr
 from aevpipe import keys
 from aevpipe.config import AEVParams
 from aevpipe.errors import AevpipeError, StoreError
-from aevpipe.store.files import is_complete, read_attrs
+from aevpipe.store.files import read_complete
 from aevpipe.store.format import layout_from_attr
 from aevpipe.store.manifest import DAMAGED, check_files
 
@@ -75,28 +74,7 @@ class ShardStore:
     def open(cls, path: Path) -> ShardStore:
         """Open a store; StoreError when missing, incomplete or of another version."""
         path = Path(path)
-        if not path.is_dir():
-            raise StoreError(f"{path}: no shard store here")
-        attrs = read_attrs(path)
-        if attrs is None:
-            raise StoreError(f"{path}: not an aevpipe shard store")
-        if not is_complete(path):
-            raise StoreError(
-                f"{path}: incomplete store (no {keys.MANIFEST}); run "
-                "`aevpipe featurize` again to complete it"
-            )
-        version = attrs[keys.ATTR_FORMAT_VERSION]
-        if version != keys.FORMAT_VERSION:
-            raise StoreError(
-                f"{path}: format version {version}, this aevpipe reads "
-                f"{keys.FORMAT_VERSION}"
-            )
-        try:
-            manifest = json.loads((path / keys.MANIFEST).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(
-                f"{path / keys.MANIFEST}: cannot be read ({exc})"
-            ) from None
+        attrs, manifest = read_complete(path)
         try:
             check_files(path, attrs, manifest)
             return cls(path, attrs, manifest)

@@ -88,3 +88,14 @@ def test_report_of_a_run_stopped_before_its_metrics(run, tmp_path):
     (run / runs.METRICS).write_text("{not json")
     result = CliRunner().invoke(cli, ["report", str(run)])
     assert result.exit_code == 2 and "metrics.json: cannot be read" in result.output
+
+
+def test_report_of_a_run_with_a_damaged_config_is_one_line(run):
+    (run / runs.CONFIG).write_text('{"store": ')
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    assert result.exit_code == 2 and "config.json: cannot be read" in result.output
+    (run / runs.CONFIG).write_text("[]")
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    assert (
+        result.exit_code == 2 and "config.json: not a run's settings" in result.output
+    )
