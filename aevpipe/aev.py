@@ -9,15 +9,11 @@ the same `element_rows`, so a geometry gets the same AEV bits in both.
 
 from __future__ import annotations
 
-import os
+import torch
+import torchani
 
-os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
-
-import torch  # noqa: E402
-import torchani  # noqa: E402
-
-from aevpipe.config import AEVParams  # noqa: E402
-from aevpipe.errors import AevpipeError  # noqa: E402
+from aevpipe.config import AEVParams
+from aevpipe.errors import AevpipeError
 
 TORCHANI_VERSION = torchani.__version__
 

@@ -21,6 +21,7 @@ from aevpipe.config import AEVParams
 from aevpipe.errors import output_folder
 from aevpipe.model import ACTIVATIONS, ElementNetworks
 from aevpipe.runs import load_best
+from aevpipe.sae import SelfEnergies
 
 
 def atomic_network(net: torch.nn.Sequential, activation: str) -> AtomicNetwork:
@@ -51,8 +52,9 @@ def to_torchani(
     )
 
 
-def export(run: Path, out: Path) -> ANI:
-    """Write the run's best model as a TorchANI model file at `out`."""
+def export(run: Path, out: Path) -> SelfEnergies:
+    """Write the run's best model as a TorchANI model file at `out`; returns its
+    self energies, whose fit says which compositions the model was trained on."""
     model, payload = load_best(Path(run), torch.device("cpu"))
     ani = to_torchani(
         model,
@@ -65,4 +67,4 @@ def export(run: Path, out: Path) -> ANI:
     tmp = out.with_name(out.name + ".tmp")
     torch.save(ani, tmp)
     os.replace(tmp, out)
-    return ani
+    return SelfEnergies.from_payload(payload)

@@ -15,6 +15,7 @@ from aevpipe.aev import build_aev_computer, element_rows
 from aevpipe.config import AEVParams
 from aevpipe.loader import element_counts
 from aevpipe.runs import load_best
+from aevpipe.sae import SelfEnergies
 
 
 class Potential:
@@ -27,8 +28,14 @@ class Potential:
         self.aev = AEVParams.from_dict(payload["aev"])
         self.elements: tuple[str, ...] = tuple(payload["elements"])
         self.self_energies = np.asarray(payload["self_energies"], np.float64)
+        self.self_energy_fit = SelfEnergies.from_payload(payload)
         self.computer = build_aev_computer(self.aev, device)
         self.payload = payload
+
+    def outside_fit(self, species: np.ndarray) -> np.ndarray:
+        """(n,) True where a conformation's composition lies outside those the
+        self energies were fitted on (see aevpipe.sae)."""
+        return self.self_energy_fit.outside(element_counts(species, len(self.elements)))
 
     @torch.no_grad()
     def energies(self, species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:

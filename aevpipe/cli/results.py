@@ -81,8 +81,10 @@ def predict(run_dir, files, out, batch_atoms, device):
     """Energies of new geometries (ANI-1 HDF5 or XYZ FILES) from a trained run.
 
     \b
-    Columns: source,group,index,formula,n_atoms,energy_pred_hartree
-    and energy_ref_hartree when an input carries energies.
+    Columns: source,group,index,formula,n_atoms,energy_pred_hartree,
+    outside_fit (1 where the composition lies outside those the self
+    energies were fitted on), and energy_ref_hartree when an input carries
+    energies.
     Example:
       aevpipe predict data/runs/s01 ani_gdb_s02.h5 --out s02.csv
       aevpipe predict data/runs/s01 trajectory.xyz --out traj.csv
@@ -90,8 +92,15 @@ def predict(run_dir, files, out, batch_atoms, device):
     from aevpipe.stages.predict import predict as run
 
     out = out or str(Path(run_dir) / "predictions.csv")
-    n = run(Path(run_dir), list(files), Path(out), device, batch_atoms)
-    click.echo(f"{n:,} energies written to {out}")
+    done = run(Path(run_dir), list(files), Path(out), device, batch_atoms)
+    click.echo(f"{done.rows:,} energies written to {out}")
+    if done.outside_fit:
+        click.echo(
+            f"warning: {done.outside_fit:,} of them have compositions outside "
+            "those the self energies were fitted on (outside_fit = 1): their "
+            "energies may be far off",
+            err=True,
+        )
 
 
 @click.command()
@@ -116,5 +125,7 @@ def export(run_dir, out):
     from aevpipe.export import export as run
 
     out = out or str(Path(run_dir) / "model.pt")
-    run(Path(run_dir), Path(out))
+    fit = run(Path(run_dir), Path(out))
     click.echo(f"TorchANI model written to {out}")
+    if not fit.determined:
+        click.echo(f"warning: {fit.summary()}", err=True)

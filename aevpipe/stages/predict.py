@@ -25,7 +25,15 @@ from aevpipe.inference import Potential
 from aevpipe.units import species_indices
 from aevpipe.xyz import read_frames
 
-COLUMNS = ["source", "group", "index", "formula", "n_atoms", "energy_pred_hartree"]
+COLUMNS = [
+    "source",
+    "group",
+    "index",
+    "formula",
+    "n_atoms",
+    "energy_pred_hartree",
+    "outside_fit",  # 1: composition outside those the self energies were fitted on
+]
 REFERENCE = "energy_ref_hartree"
 
 
@@ -89,14 +97,22 @@ def _xyz_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
         yield flush()
 
 
+@dataclass
+class Predicted:
+    """What predict wrote: rows, and how many are flagged `outside_fit`."""
+
+    rows: int = 0
+    outside_fit: int = 0
+
+
 def predict(
     run: Path,
     files: list[str],
     out: Path,
     device: str = "auto",
     batch_atoms: int = 65536,
-) -> int:
-    """Write predictions for every conformation of `files` to `out`; returns rows."""
+) -> Predicted:
+    """Write predictions for every conformation of `files` to `out`."""
     potential = Potential(Path(run), resolve_device(device))
     for path in files:
         if not Path(path).is_file():
@@ -105,7 +121,7 @@ def predict(
     out = Path(out)
     output_folder(out)
     tmp = out.with_name(out.name + ".tmp")
-    n_rows = 0
+    done = Predicted()
     try:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
@@ -114,27 +130,31 @@ def predict(
                 chunks = (_xyz_chunks if _is_xyz(path) else _hdf5_chunks)(
                     path, batch_atoms
                 )
-                before = n_rows
+                before = done.rows
                 for chunk in chunks:
-                    n_rows += _write_chunk(
-                        writer, potential, path, chunk, with_reference
-                    )
-                if n_rows == before:
+                    _write_chunk(writer, potential, path, chunk, with_reference, done)
+                if done.rows == before:
                     raise InputError(path, None, "holds no conformations")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return n_rows
+    return done
 
 
 def _write_chunk(
-    writer, potential: Potential, path: str, chunk: Chunk, with_reference: bool
-) -> int:
+    writer,
+    potential: Potential,
+    path: str,
+    chunk: Chunk,
+    with_reference: bool,
+    done: Predicted,
+) -> None:
     symbols = np.asarray(chunk.symbols)
     species = species_indices(
         symbols, potential.elements, path, chunk.group or "frame", chunk.index
     )
     energies = potential.energies(species, chunk.coordinates)
+    outside = potential.outside_fit(species)
     n_atoms = symbols.shape[1]
     for k in range(len(energies)):
         row = [
@@ -144,8 +164,10 @@ def _write_chunk(
             formula(chunk.symbols[k]),
             n_atoms,
             f"{energies[k]:.10f}",
+            int(outside[k]),
         ]
         if with_reference:
             row.append("" if chunk.energies is None else f"{chunk.energies[k]:.10f}")
         writer.writerow(row)
-    return len(energies)
+    done.rows += len(energies)
+    done.outside_fit += int(outside.sum())

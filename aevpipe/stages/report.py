@@ -22,6 +22,7 @@ from aevpipe.errors import RunError
 from aevpipe.loader import ShardLoader
 from aevpipe.objective import evaluate
 from aevpipe.runs import load_best
+from aevpipe.sae import SelfEnergies
 from aevpipe.store import ShardStore
 
 S01_SHA256 = "5d463ae53c74dc6fcac49494bc3201e9a4a59fad086023184b270348428f4b34"
@@ -90,17 +91,20 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
     dev = resolve_device(device)
     model, payload = load_best(run, dev)
     sae = np.asarray(payload["self_energies"])
+    fit = SelfEnergies.from_payload(payload)
     sae_t = torch.tensor(sae, dtype=torch.float64, device=dev)
     molecules = store.molecules
     files = sorted({m["file"] for m in molecules})
     file_of = np.array([files.index(m["file"]) for m in molecules])
     per_split, per_file, per_molecule = {}, {}, {}
+    outside = np.zeros(len(molecules), bool)  # molecules outside the fit
     test = {"molecule": [], "reference": [], "predicted": []}
     for code, name in enumerate(keys.SPLIT_NAMES):
         by_mol = Sums.zeros(len(molecules))
 
         def collect(batch, predicted, by_mol=by_mol, name=name):
             mol = batch.molecule.numpy()
+            outside[mol[fit.outside(batch.counts.numpy())]] = True
             ref = batch.energy.numpy()
             pred = predicted.numpy()
             by_mol.add(mol, (pred - ref) * keys.HARTREE_TO_KCALMOL)
@@ -123,6 +127,7 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
                 "formula": m["formula"],
                 "file": m["file"],
                 "group": m["group"],
+                "outside_fit": bool(outside[i]),
                 **by_mol.row(i),
             }
             for i, m in enumerate(molecules)
@@ -149,6 +154,11 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
         "training": {
             **metrics.get("run", {}),
             "valid_below_1_kcal_mol_after_s": first_below_1,
+        },
+        "self_energies": {
+            **fit.to_dict(),
+            "summary": fit.summary(),
+            "molecules_outside_fit": int(outside.sum()),
         },
         "splits": per_split,
         "files": per_file,
@@ -187,6 +197,18 @@ def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
             else "never."
         ),
         "",
+        report["self_energies"]["summary"] + ".",
+    ]
+    n_out = report["self_energies"]["molecules_outside_fit"]
+    if n_out:
+        lines += [
+            "",
+            f"**{n_out} molecule(s) have compositions outside those the self "
+            "energies were fitted on** (marked * below): their energies rest on "
+            "the reference atomic energies, not on training data.",
+        ]
+    lines += [
+        "",
         "Errors of whole-molecule energies, kcal/mol, best model by validation.",
         "",
         "| split | RMSE | MAE | conformations |",
@@ -221,8 +243,9 @@ def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
         "|---|---|---|---:|---:|---:|",
     ]
     for r in mols[:max_molecules]:
+        mark = " *" if r.get("outside_fit") else ""
         lines.append(
-            f"| {r['formula']} | {r['file']} | {r['group']} | "
+            f"| {r['formula']}{mark} | {r['file']} | {r['group']} | "
             f"{_fmt(r['rmse_kcal_mol'])} | {_fmt(r['mae_kcal_mol'])} | "
             f"{r['n']:,} |"
         )

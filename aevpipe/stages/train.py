@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -70,7 +69,8 @@ class Trainer:
         self.echo = echo if world.is_main else (lambda *_: None)
         self.on_batch = on_batch
         torch.manual_seed(settings.seed)
-        self.sae = fit_self_energies(store, TRAIN)
+        self.self_energies = fit_self_energies(store, TRAIN)
+        self.sae = self.self_energies.values
         self.sae_t = torch.tensor(self.sae, dtype=torch.float64, device=device)
         self.model = ElementNetworks(
             store.elements, store.aev.aev_length, settings.hidden, settings.activation
@@ -145,6 +145,7 @@ class Trainer:
             "hidden": {k: list(v) for k, v in self.settings.hidden.items()},
             "activation": self.settings.activation,
             "self_energies": self.sae.tolist(),
+            "self_energy_fit": self.self_energies.to_dict(),
             "model": self.model.state_dict(),
             "epoch": self.state["epoch"],
         }
@@ -335,8 +336,9 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
     trainer.echo(
         f"training on {store.conformations(TRAIN):,} conformations, validating on "
         f"{store.conformations(VALID):,}; {world.world_size} process(es), device "
-        f"{device}; self energies (Hartree) {_format_sae(store.elements, trainer.sae)}"
+        f"{device}"
     )
+    trainer.echo(trainer.self_energies.summary())
     stop_reason = trainer.fit()
     barrier()  # best.pt is written before anyone reads it
     state = trainer.state
@@ -350,14 +352,11 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
         "stop_reason": stop_reason,
         "store": str(shards_path),
     }
+    metrics["self_energies"] = trainer.self_energies.to_dict()
     if world.is_main:
         runs.write_json(run / runs.METRICS, metrics)
     barrier()
     return TrainResult(run, state["epoch"], state["best_epoch"], metrics, stop_reason)
-
-
-def _format_sae(elements: tuple[str, ...], sae: np.ndarray) -> str:
-    return ", ".join(f"{e} {v:.4f}" for e, v in zip(elements, sae, strict=True))
 
 
 def final_metrics(

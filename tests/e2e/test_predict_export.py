@@ -67,6 +67,7 @@ def test_predict_hdf5_matches_training_metrics(run, release_file, tmp_path):
         "formula",
         "n_atoms",
         "energy_pred_hartree",
+        "outside_fit",
         "energy_ref_hartree",
     ]
     with ANI1File(release_file) as f:
@@ -235,3 +236,35 @@ def test_an_empty_input_is_an_error_not_zero_rows(run, release_file, tmp_path):
     assert result.exit_code == 2
     assert f"{empty}: holds no conformations" in result.output
     assert not out.exists()
+
+
+def test_compositions_outside_the_self_energy_fit_are_flagged(release_file, tmp_path):
+    """Trained on CH4, NH3 and H2O (s01's three compositions for four elements),
+    the self energies are not all determined: train says so, predict flags
+    methanol and not methane, export and report warn."""
+    from aevpipe.config import FeaturizeSettings
+    from aevpipe.stages.featurize import featurize
+    from tests.synthetic import write_release
+
+    s01 = write_release(
+        tmp_path / "three.h5", {"CH4": 60, "NH3": 60, "H2O": 60}, seed=3
+    )
+    store = tmp_path / "aev"
+    featurize([str(s01)], store, FeaturizeSettings(), progress=False)
+    lines = []
+    settings = load_train_settings(hidden={e: (16,) for e in "HCNO"}, max_epochs=2)
+    train(store, tmp_path / "run", settings, progress=False, echo=lines.append)
+    assert any("determine 3 of 4 combinations" in line for line in lines)
+    runner = CliRunner()
+    out = tmp_path / "p.csv"
+    result = runner.invoke(
+        cli, ["predict", str(tmp_path / "run"), str(release_file), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    flags = {(r["formula"], r["outside_fit"]) for r in read_csv(out)}
+    assert flags == {("CH4", "0"), ("H3N", "0"), ("H2O", "0"), ("CH4O", "1")}
+    assert "75 of them have compositions outside" in result.output
+    result = runner.invoke(cli, ["export", str(tmp_path / "run")])
+    assert result.exit_code == 0 and "determine 3 of 4" in result.output
+    result = runner.invoke(cli, ["report", str(tmp_path / "run")])
+    assert result.exit_code == 0 and "determine 3 of 4" in result.output

@@ -9,7 +9,7 @@ from aevpipe import keys
 from aevpipe.keys import HARTREE_TO_KCALMOL
 from aevpipe.metrics import ErrorSums
 from aevpipe.model import ElementNetworks
-from aevpipe.sae import fit_self_energies
+from aevpipe.sae import SelfEnergies, fit_self_energies, reference_energies, solve
 from aevpipe.store import ShardStore
 
 
@@ -40,7 +40,70 @@ def test_self_energies_are_the_least_squares_fit_on_train(store):
         energies.append(s.array(layout.n_atoms, keys.ENERGY)[:][train])
     x, y = np.concatenate(counts).astype(float), np.concatenate(energies)
     expected = np.linalg.lstsq(x, y, rcond=None)[0]
-    np.testing.assert_allclose(fit_self_energies(s), expected, rtol=1e-8)
+    fit = fit_self_energies(s)
+    assert fit.determined and fit.absent == ()
+    np.testing.assert_allclose(fit.values, expected, rtol=1e-8)
+    assert not fit.outside(x).any()
+
+
+ELEMENTS = ("H", "C", "N", "O")
+# Atom counts (H, C, N, O) of the real s01's molecules: CH4, NH3, H2O.
+S01 = np.array([[4, 1, 0, 0], [3, 0, 1, 0], [2, 0, 0, 1]], float)
+
+
+def normal_equations(x, y):
+    return x.T @ x, x.T @ y
+
+
+def test_undetermined_self_energies_fit_the_data_and_take_the_rest_from_the_reference():
+    rng = np.random.default_rng(0)
+    x = S01[rng.integers(0, 3, 300)]
+    true = np.array([-0.6, -38.08, -54.71, -75.19])
+    y = x @ true + rng.normal(0, 1e-3, len(x))
+    fit = solve(*normal_equations(x, y), ELEMENTS)
+    assert not fit.determined and len(fit.basis) == 3 and fit.absent == ()
+    # Every training composition gets the least-squares energy ...
+    best = np.linalg.lstsq(x, y, rcond=None)[0]
+    np.testing.assert_allclose(x @ fit.values, x @ best, atol=1e-9)
+    # ... and the direction the data leave free is the reference's.
+    free = np.array([1.0, -4.0, -3.0, -2.0]) / np.sqrt(30)
+    reference = reference_energies(ELEMENTS)
+    assert np.isclose(free @ fit.values, free @ reference, atol=1e-9)
+    # Ethane (C2H6) is outside what was fitted; methane twice over is not.
+    assert fit.outside(
+        np.array([[6, 2, 0, 0], [8, 2, 0, 0], [4, 1, 0, 0]])
+    ).tolist() == [
+        True,
+        False,
+        False,
+    ]
+    assert "determine 3 of 4" in fit.summary()
+
+
+def test_an_element_absent_from_training_is_named_and_flagged():
+    x = S01[[0, 1, 0, 1]]  # no O
+    y = x @ np.array([-0.6, -38.08, -54.71, -75.19])
+    fit = solve(*normal_equations(x, y), ELEMENTS)
+    assert fit.absent == ("O",)
+    assert fit.values[3] == reference_energies(ELEMENTS)[3]
+    assert fit.outside(S01[2:]).all()
+    assert "absent from training: O" in fit.summary()
+
+
+def test_self_energies_survive_the_round_trip_through_a_payload():
+    x = S01[[0, 1, 2, 0]]
+    fit = solve(*normal_equations(x, x @ np.arange(4.0)), ELEMENTS)
+    back = SelfEnergies.from_payload(
+        {"elements": list(ELEMENTS), "self_energy_fit": fit.to_dict()}
+    )
+    np.testing.assert_array_equal(back.values, fit.values)
+    np.testing.assert_array_equal(back.basis, fit.basis)
+    assert back.method == fit.method
+    # A model saved before the fit was recorded: nothing is flagged.
+    old = SelfEnergies.from_payload(
+        {"elements": list(ELEMENTS), "self_energies": [0.0] * 4}
+    )
+    assert old.determined and not old.outside(np.eye(4)).any()
 
 
 def test_model_sums_atomic_energies():
