@@ -241,6 +241,8 @@ class FeaturizeSettings:
             raise SettingsError(f"threads must be 0 (auto) or more: {self.threads}")
 
 
+SCHEDULES = ("auto", "cosine", "plateau", "none")
+
 ANI1X_HIDDEN = {
     "H": (160, 128, 96),
     "C": (144, 112, 96),
@@ -267,11 +269,17 @@ class TrainSettings:
     valid_batch_size: int = 4096
     max_epochs: int = 10000
     max_time: float | None = None  # seconds of training, resumes included
-    schedule: str = "plateau"  # "plateau": lr *= lr_factor when validation stalls
+    # "auto": "cosine" when max_time is set, else "plateau". "cosine": the lr falls
+    # from lr to min_lr along half a cosine of the time spent over max_time, so a
+    # run reaches its schedule's end in the time given. "plateau": lr *= lr_factor
+    # when validation stalls. "none": constant.
+    schedule: str = "auto"
     lr_factor: float = 0.5
     lr_patience: int = 25  # epochs without a new best before the lr drops
-    min_lr: float = 1e-6  # stop when the lr falls below this
-    early_stop: int = 200  # stop after this many epochs without a new best; 0: never
+    min_lr: float = 1e-6  # plateau: stop when the lr falls below this; cosine: its end
+    # Stop after this many epochs without a new best; 0: never. A cosine schedule
+    # runs to its end instead: its best epochs come last.
+    early_stop: int = 200
     memory_limit: int = 1 << 30  # bytes of AEV data the loader may hold
     device: str = "auto"
     seed: int = 0
@@ -281,18 +289,29 @@ class TrainSettings:
         object.__setattr__(self, "hidden", hidden)
         if self.optimizer not in ("adamw", "sgd"):
             raise SettingsError(f"optimizer must be adamw or sgd: {self.optimizer}")
-        if self.schedule not in ("plateau", "none"):
-            raise SettingsError(f"schedule must be plateau or none: {self.schedule}")
+        if self.schedule not in SCHEDULES:
+            raise SettingsError(
+                f"schedule must be one of {', '.join(SCHEDULES)}: {self.schedule}"
+            )
+        if self.schedule == "cosine" and not self.max_time:
+            raise SettingsError("the cosine schedule needs a time limit (max_time)")
         for name in ("batch_size", "valid_batch_size", "max_epochs", "memory_limit"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be positive: {getattr(self, name)}")
         if self.lr <= 0:
             raise SettingsError(f"learning rate must be positive: {self.lr}")
-        if self.schedule == "plateau" and self.lr < self.min_lr:
+        if self.lr_schedule != "none" and self.lr < self.min_lr:
             raise SettingsError(
                 f"learning rate {self.lr} is below min_lr {self.min_lr}: the run "
                 "would stop before its first epoch"
             )
+
+    @property
+    def lr_schedule(self) -> str:
+        """The schedule this run follows ("auto" resolved)."""
+        if self.schedule != "auto":
+            return self.schedule
+        return "cosine" if self.max_time else "plateau"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

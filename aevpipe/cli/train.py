@@ -46,7 +46,12 @@ from aevpipe.cli.common import (
     help="TOML file with a [train] table overriding the preset.",
 )
 @click.option("--max-epochs", type=click.IntRange(min=1))
-@click.option("--max-time", type=click.FloatRange(min=0), help="Seconds of training.")
+@click.option(
+    "--max-time",
+    type=click.FloatRange(min=0),
+    help="Seconds of training [default: no limit]; the learning rate then "
+    "follows a cosine over this time.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option(
     "--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate."

@@ -2,8 +2,9 @@
 
 Self energies are fitted on the training split and subtracted; the loss is ANI's
 squared error scaled by atom count; validation RMSE drives the learning rate and
-early stopping; a checkpoint after every epoch makes `--resume` land where an
-uninterrupted run would have been. AEVs are never recomputed.
+early stopping (or a cosine schedule spans the time given); a checkpoint after
+every epoch makes `--resume` land where an uninterrupted run would have been.
+AEVs are never recomputed.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ class Trainer:
         # Checked first too: a resumed run that had stopped stops again.
         while (reason := self.stop_reason()) is None:
             epoch = state["epoch"] + 1
+            if self.settings.lr_schedule == "cosine":
+                self._set_lr(cosine_lr(self.settings, state["elapsed"]))
             t0 = time.perf_counter()
             train_sums, timed_out = self.train_epoch(epoch, t0)
             valid_sums = evaluate(
@@ -216,7 +219,7 @@ class Trainer:
             state["epoch"] = epoch
             if improved:
                 state["best"], state["best_epoch"] = score, epoch
-            if self.settings.schedule == "plateau":
+            if self.settings.lr_schedule == "plateau":
                 self.scheduler.step(score)
             record = {
                 "epoch": epoch,
@@ -249,13 +252,19 @@ class Trainer:
         s, state = self.settings, self.state
         if s.max_time and state["elapsed"] >= s.max_time:
             return "max time"
-        if s.early_stop and state["epoch"] - state["best_epoch"] >= s.early_stop:
+        stalled = state["epoch"] - state["best_epoch"]
+        if s.early_stop and s.lr_schedule != "cosine" and stalled >= s.early_stop:
             return f"no better validation in {s.early_stop} epochs"
-        if s.schedule == "plateau" and self.optimizer.param_groups[0]["lr"] < s.min_lr:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if s.lr_schedule == "plateau" and lr < s.min_lr:
             return "learning rate below min-lr"
         if state["epoch"] >= s.max_epochs:
             return "max epochs"
         return None
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
         if improved:
@@ -357,6 +366,16 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
         runs.write_json(run / runs.METRICS, metrics)
     barrier()
     return TrainResult(run, state["epoch"], state["best_epoch"], metrics, stop_reason)
+
+
+def cosine_lr(s: TrainSettings, elapsed: float) -> float:
+    """The cosine schedule's learning rate after `elapsed` seconds of training.
+
+    Set once per epoch from the clock every rank agrees on, so DDP ranks step
+    with the same rate and a resumed run continues the same curve.
+    """
+    done = min(1.0, elapsed / s.max_time)
+    return s.min_lr + (s.lr - s.min_lr) * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def final_metrics(

@@ -351,3 +351,17 @@ def test_a_refused_train_leaves_no_run_directory(release_file, tmp_path):
     with pytest.raises(StoreError):
         train(out, run, settings(max_epochs=1), progress=False, echo=quiet)
     assert not run.exists()
+
+
+def test_a_timed_run_anneals_its_learning_rate_within_the_time(store, tmp_path):
+    """With --max-time the rate falls along a cosine of the time spent: each epoch's
+    rate is the cosine at the clock when it began, and no early stop cuts it."""
+    from aevpipe.stages.train import cosine_lr
+
+    s = settings(max_time=3.0, early_stop=1)
+    result = train(store, tmp_path / "run", s, progress=False, echo=quiet)
+    history = runs.read_history(tmp_path / "run")
+    assert result.stop_reason == "max time" and len(history) > 2
+    clock = [0.0] + [h["elapsed_s"] for h in history[:-1]]
+    assert [h["lr"] for h in history] == pytest.approx([cosine_lr(s, t) for t in clock])
+    assert history[-1]["lr"] < s.lr / 2

@@ -5,7 +5,12 @@ import torch
 import torchani
 
 from aevpipe.aev import build_aev_computer
-from aevpipe.config import AEVParams, SplitSettings, load_aev_params
+from aevpipe.config import (
+    AEVParams,
+    SplitSettings,
+    load_aev_params,
+    load_train_settings,
+)
 from aevpipe.errors import SettingsError
 
 
@@ -94,3 +99,24 @@ def test_train_settings_of_the_wrong_kind_are_one_error(tmp_path, bad, message):
         toml.write_text(f'[train]\n{key} = "{value}"\n')
         with pytest.raises(SettingsError, match=message):
             load_train_settings(toml_path=toml)
+
+
+def test_the_schedule_follows_the_time_limit():
+    from aevpipe.stages.train import cosine_lr
+
+    assert load_train_settings().lr_schedule == "plateau"
+    timed = load_train_settings(max_time=100.0)
+    assert timed.lr_schedule == "cosine"
+    assert load_train_settings(max_time=100.0, schedule="plateau").lr_schedule == (
+        "plateau"
+    )
+    assert cosine_lr(timed, 0.0) == pytest.approx(timed.lr)
+    assert cosine_lr(timed, 50.0) == pytest.approx((timed.lr + timed.min_lr) / 2)
+    assert cosine_lr(timed, 100.0) == pytest.approx(timed.min_lr)
+    assert cosine_lr(timed, 250.0) == pytest.approx(timed.min_lr)  # a resume past it
+    rates = [cosine_lr(timed, t) for t in range(0, 101, 10)]
+    assert rates == sorted(rates, reverse=True)
+    with pytest.raises(SettingsError, match="needs a time limit"):
+        load_train_settings(schedule="cosine")
+    with pytest.raises(SettingsError, match="schedule must be one of"):
+        load_train_settings(schedule="linear")
