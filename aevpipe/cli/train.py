@@ -154,15 +154,15 @@ def train(
             ).metrics
     except KeyboardInterrupt:
         raise Interrupted(
-            f"{out} keeps its settings and every finished epoch; run the same "
-            "command with --resume to continue from the last one"
+            f"{out} keeps its settings and its last checkpoint; run the same "
+            "command with --resume to continue from there"
         ) from None
     except OSError as exc:
         message = machine_error(exc)
         if message is None:
             raise
         raise UserError(
-            f"{message}; {out} keeps every finished epoch: fix that and run the "
+            f"{message}; {out} keeps its last checkpoint: fix that and run the "
             "same command with --resume to continue"
         ) from None
     r = metrics["run"]

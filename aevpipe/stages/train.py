@@ -2,9 +2,9 @@
 
 Self energies are fitted on the training split and subtracted; the loss is ANI's
 squared error scaled by atom count; validation RMSE drives the learning rate and
-early stopping (or a cosine schedule spans the time given); a checkpoint after
-every epoch makes `--resume` land where an uninterrupted run would have been.
-AEVs are never recomputed.
+early stopping (or a cosine schedule spans the time given); checkpoints make
+`--resume` land where an uninterrupted run would have been. AEVs are never
+recomputed.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ from aevpipe.sae import fit_self_energies
 from aevpipe.store import ShardStore
 
 TRAIN, VALID, TEST = (keys.SPLIT_CODES[n] for n in keys.SPLIT_NAMES)
+
+# A checkpoint writes a few MB (model and optimiser): on short epochs, taking one
+# every epoch would be a large share of the run. One is taken once the time since
+# the last is CHECKPOINT_SPACING times what that one took (so checkpoints cost at
+# most about 1% of the run, and come every epoch once epochs take a few seconds),
+# and at the end. --resume repeats the epochs after the last checkpoint.
+CHECKPOINT_SPACING = 100
 
 
 @dataclass
@@ -93,6 +100,9 @@ class Trainer:
             threshold=0.0,
         )
         self.state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "elapsed": 0.0}
+        self.best: dict[str, Any] | None = None  # best.pt's payload, not yet written
+        self.saved_epoch = 0  # the epoch the checkpoint on disk holds
+        self.checkpoint_due = 0.0  # perf_counter() time of the next checkpoint
         budget = settings.memory_limit
         share = {"rank": world.rank, "world_size": world.world_size}
         self.train_loader = ShardLoader(
@@ -124,6 +134,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
             self.state = {k: ckpt["state"][k] for k in self.state}
+            self.saved_epoch = self.state["epoch"]
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = runs.first_line(exc)
             raise RunError(f"{path}: not a checkpoint of this run ({reason})") from None
@@ -147,7 +158,9 @@ class Trainer:
             "activation": self.settings.activation,
             "self_energies": self.sae.tolist(),
             "self_energy_fit": self.self_energies.to_dict(),
-            "model": self.model.state_dict(),
+            "model": {
+                k: v.detach().clone() for k, v in self.model.state_dict().items()
+            },
             "epoch": self.state["epoch"],
         }
 
@@ -233,7 +246,11 @@ class Trainer:
                 "elapsed_s": state["elapsed"],
             }
             if self.world.is_main:
-                self._save_epoch(record, improved)
+                runs.append_history(self.run, record)
+                if improved:
+                    self.best = self.model_payload()
+                if time.perf_counter() >= self.checkpoint_due:
+                    self.save()
             now = time.perf_counter()
             if improved or now - last_print > 2.0 or epoch == 1:
                 last_print = now
@@ -244,7 +261,10 @@ class Trainer:
                     f"{state['elapsed']:.0f} s" + ("  *" if improved else "")
                 )
             if timed_out:
-                return "max time"
+                reason = "max time"
+                break
+        if self.world.is_main:
+            self.save()
         return reason
 
     def stop_reason(self) -> str | None:
@@ -266,10 +286,16 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
-        if improved:
-            runs.save_torch(self.run / runs.BEST, self.model_payload())
-        runs.append_history(self.run, record)
+    def save(self) -> None:
+        """Write the best model, if it changed, then the checkpoint, unless the
+        last epoch is saved already; the next one is due after CHECKPOINT_SPACING
+        times what this one took."""
+        if self.saved_epoch == self.state["epoch"]:
+            return
+        t0 = time.perf_counter()
+        if self.best is not None:
+            runs.save_torch(self.run / runs.BEST, self.best)
+            self.best = None
         runs.save_torch(
             self.run / runs.CHECKPOINT,
             {
@@ -279,6 +305,9 @@ class Trainer:
                 "state": dict(self.state),
             },
         )
+        self.saved_epoch = self.state["epoch"]
+        now = time.perf_counter()
+        self.checkpoint_due = now + CHECKPOINT_SPACING * (now - t0)
 
 
 def train(

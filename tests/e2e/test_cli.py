@@ -192,7 +192,7 @@ def test_a_full_disk_in_train_is_one_clean_line_and_resume_goes_on(
     def filling(self, data):
         if self.name == runs.CHECKPOINT + ".tmp":
             checkpoints.append(self)
-            if len(checkpoints) == 2:  # epoch 2's checkpoint: the disk is full
+            if len(checkpoints) == 2:  # the second checkpoint: the disk is full
                 real_write_bytes(self, data[: len(data) // 2])
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write_bytes(self, data)
@@ -205,7 +205,7 @@ def test_a_full_disk_in_train_is_one_clean_line_and_resume_goes_on(
     assert result.exit_code == 2, result.output
     assert (
         f"aevpipe: error: {run / runs.CHECKPOINT}: No space left on device; {run} "
-        "keeps every finished epoch: fix that and run the same command with --resume"
+        "keeps its last checkpoint: fix that and run the same command with --resume"
     ) in result.output
     assert "Traceback" not in result.output
     assert not list(run.glob("*.tmp"))  # the half-written checkpoint is gone
