@@ -235,10 +235,15 @@ class FeaturizeSettings:
     device: str = "auto"
     skip_invalid: bool = False
     threads: int = 0  # in-process unit threads; 0: one per core (at most 4) on CPU
+    aev_dtype: str = "float32"  # how AEVs are stored: float32, float16 or bfloat16
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise SettingsError(f"threads must be 0 (auto) or more: {self.threads}")
+        if self.aev_dtype not in ("float32", "float16", "bfloat16"):
+            raise SettingsError(
+                f"AEV dtype must be float32, float16 or bfloat16: {self.aev_dtype}"
+            )
 
 
 SCHEDULES = ("auto", "cosine", "plateau", "none")

@@ -5,6 +5,9 @@ the tests agree on the on-disk format. Imports nothing.
 """
 
 FORMAT_VERSION = 1
+# A store with 16-bit AEVs (ATTR_AEV_DTYPE) is version 2, so that aevpipe from
+# before 16-bit stores refuses it instead of reading its bits as float32.
+FORMAT_VERSIONS = (1, 2)
 
 HARTREE_TO_KCALMOL = 627.5094740631
 
@@ -19,6 +22,9 @@ ATTR_MOLECULES = "molecules"  # [{file, group, formula}]
 ATTR_PLAN = "plan"  # fingerprint of the work plan, to resume safely
 ATTR_LAYOUT = "layout"  # per group: conformations and rows per element, per split
 ATTR_CHUNK_ROWS = "chunk_rows"  # rows per chunk of the AEV arrays
+# How AEV values are stored: float32 (when absent), float16, or bfloat16 (its 16
+# bits as uint16). Readers always return float32.
+ATTR_AEV_DTYPE = "aev_dtype"
 
 MANIFEST = "manifest.json"  # written last: a store without it is incomplete
 PROGRESS_DIR = ".progress"  # marker files of finished work units
@@ -32,7 +38,7 @@ INDEX = "index"  # (C,) int32 conformation index inside its source group
 SPLIT = "split"  # (C,) int8, see SPLIT_CODES
 
 # Per-element arrays, under n{A:03d}/{element}/; R rows, one per atom of that element.
-AEV = "aev"  # (R, aev_length) float32
+AEV = "aev"  # (R, aev_length) float32, or 16 bits a value: see ATTR_AEV_DTYPE
 CONFORMATION = "conformation"  # (R,) int32 row -> conformation in this group
 
 SPLIT_NAMES = ("train", "valid", "test")

@@ -16,6 +16,7 @@ from aevpipe.cli.common import (
     progress_option,
     resolve_aev,
 )
+from aevpipe.config import FeaturizeSettings
 
 
 @click.command()
@@ -56,6 +57,14 @@ from aevpipe.cli.common import (
     help="Atoms per work unit: bounds featurize memory (~1.5 kB per atom).",
 )
 @click.option(
+    "--dtype",
+    "aev_dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default=None,
+    help="How AEVs are stored; training reads them as float32 "
+    f"[default: {FeaturizeSettings().aev_dtype}].",
+)
+@click.option(
     "--chunk-rows",
     type=click.IntRange(min=16),
     default=4096,
@@ -94,6 +103,7 @@ def featurize(
     split_by,
     block_size,
     block_atoms,
+    aev_dtype,
     chunk_rows,
     device,
     workers,
@@ -111,7 +121,7 @@ def featurize(
       aevpipe featurize ani_gdb_s0*.h5 --out data/aev
       aevpipe featurize ani_gdb_s01.h5 --split-by molecule --workers 2
     """
-    from aevpipe.config import FeaturizeSettings, SplitSettings
+    from aevpipe.config import SplitSettings
     from aevpipe.stages.featurize import featurize as run
 
     fractions = floats(split)
@@ -124,6 +134,7 @@ def featurize(
         device=device,
         skip_invalid=skip_invalid,
         threads=threads,
+        aev_dtype=aev_dtype or FeaturizeSettings().aev_dtype,
     )
     try:
         summary = run(

@@ -192,6 +192,8 @@ def _job_fingerprint(attrs: dict[str, Any]) -> str:
         "plan_hash",
     )
     ident = {k: attrs[k] for k in names}
+    if keys.ATTR_AEV_DTYPE in attrs:
+        ident[keys.ATTR_AEV_DTYPE] = attrs[keys.ATTR_AEV_DTYPE]
     ident["sha256"] = [s["sha256"] for s in attrs[keys.ATTR_SOURCES]]
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
@@ -221,6 +223,9 @@ def _store_attrs(
         "block_atoms": settings.block_atoms,
         keys.ATTR_CHUNK_ROWS: settings.chunk_rows,
     }
+    if settings.aev_dtype != "float32":  # a float32 store is as it always was
+        attrs[keys.ATTR_AEV_DTYPE] = settings.aev_dtype
+        attrs[keys.ATTR_FORMAT_VERSION] = 2
     attrs[keys.ATTR_PLAN] = _job_fingerprint(attrs)
     return attrs
 

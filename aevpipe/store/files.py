@@ -46,10 +46,10 @@ def read_complete(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "`aevpipe featurize` again to complete it"
         )
     version = attrs[keys.ATTR_FORMAT_VERSION]
-    if version != keys.FORMAT_VERSION:
+    if version not in keys.FORMAT_VERSIONS:
         raise StoreError(
             f"{path}: format version {version}, this aevpipe reads "
-            f"{keys.FORMAT_VERSION}"
+            + " and ".join(str(v) for v in keys.FORMAT_VERSIONS)
         )
     try:
         manifest = json.loads((path / keys.MANIFEST).read_text())

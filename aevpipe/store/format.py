@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 from numcodecs import Blosc
 
 from aevpipe import keys
@@ -18,6 +19,34 @@ from aevpipe.plan import GroupLayout
 # which lz4 finds on its own, fast in both directions.
 COMPRESSOR = Blosc(cname="lz4", clevel=1, shuffle=Blosc.NOSHUFFLE)
 CONFORMATION_CHUNK = 65536  # conformations per chunk of the per-conformation arrays
+
+# AEV dtypes a store may hold -> the Zarr dtype of the AEV arrays. numpy has no
+# bfloat16, so its 16 bits are stored as uint16 and converted through torch.
+AEV_DTYPES = {"float32": "f4", "float16": "f2", "bfloat16": "u2"}
+
+
+def aev_dtype_of(attrs: dict[str, Any]) -> str:
+    """The AEV dtype of a store from its root attributes (float32 when absent)."""
+    dtype = attrs.get(keys.ATTR_AEV_DTYPE, "float32")
+    if dtype not in AEV_DTYPES:
+        raise ValueError(f"unknown AEV dtype {dtype!r}")
+    return dtype
+
+
+def encode_aev(rows: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 AEV rows as the store holds them (rounded to nearest)."""
+    if dtype == "bfloat16":
+        bits = torch.from_numpy(np.ascontiguousarray(rows, np.float32))
+        return bits.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    return rows.astype(AEV_DTYPES[dtype], copy=False)
+
+
+def decode_aev(stored: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored AEV rows as float32."""
+    if dtype == "bfloat16":
+        bits = torch.from_numpy(stored.view(np.int16))
+        return bits.view(torch.bfloat16).float().numpy()
+    return stored.astype(np.float32, copy=False)
 
 
 class ArraySpec(NamedTuple):
@@ -34,7 +63,10 @@ class ArraySpec(NamedTuple):
 
 
 def array_specs(
-    groups: tuple[GroupLayout, ...], elements: tuple[str, ...], aev_length: int
+    groups: tuple[GroupLayout, ...],
+    elements: tuple[str, ...],
+    aev_length: int,
+    aev_dtype: str = "float32",
 ) -> list[ArraySpec]:
     """Every array a store of these group layouts holds, in path order."""
     specs = []
@@ -52,7 +84,7 @@ def array_specs(
         for element, rows in zip(elements, layout.total_rows(), strict=True):
             if rows:
                 for name, shape, dtype in (
-                    (keys.AEV, (rows, aev_length), "f4"),
+                    (keys.AEV, (rows, aev_length), AEV_DTYPES[aev_dtype]),
                     (keys.CONFORMATION, (rows,), "i4"),
                 ):
                     path = keys.array_path(a, name, element)
@@ -66,6 +98,7 @@ def specs_of(attrs: dict[str, Any]) -> list[ArraySpec]:
         layout_from_attr(attrs[keys.ATTR_LAYOUT]),
         tuple(attrs[keys.ATTR_ELEMENTS]),
         AEVParams.from_dict(attrs[keys.ATTR_AEV_PARAMS]).aev_length,
+        aev_dtype_of(attrs),
     )
 
 

@@ -87,7 +87,7 @@ def finish(
     layouts = layout_from_attr(attrs[keys.ATTR_LAYOUT])
     elements = attrs[keys.ATTR_ELEMENTS]
     manifest = {
-        keys.ATTR_FORMAT_VERSION: keys.FORMAT_VERSION,
+        keys.ATTR_FORMAT_VERSION: attrs[keys.ATTR_FORMAT_VERSION],
         "conformations": {
             name: sum(g.conformations[s] for g in layouts)
             for s, name in enumerate(keys.SPLIT_NAMES)

@@ -19,7 +19,7 @@ from aevpipe import keys
 from aevpipe.config import AEVParams
 from aevpipe.errors import AevpipeError, StoreError
 from aevpipe.store.files import read_complete
-from aevpipe.store.format import layout_from_attr
+from aevpipe.store.format import aev_dtype_of, decode_aev, layout_from_attr
 from aevpipe.store.manifest import DAMAGED, check_files
 
 
@@ -68,6 +68,7 @@ class ShardStore:
         self.elements: tuple[str, ...] = tuple(attrs[keys.ATTR_ELEMENTS])
         self.molecules: list[dict[str, Any]] = attrs[keys.ATTR_MOLECULES]
         self.layouts = layout_from_attr(attrs[keys.ATTR_LAYOUT])
+        self.aev_dtype = aev_dtype_of(attrs)
         self._root: zarr.Group | None = None
 
     @classmethod
@@ -110,10 +111,12 @@ class ShardStore:
     def read(
         self, n_atoms: int, name: str, element: str | None, start: int, stop: int
     ) -> np.ndarray:
-        """Rows [start, stop) of one array; a StoreError naming the array and rows
-        when a chunk of them is missing or does not decode."""
+        """Rows [start, stop) of one array (AEVs as float32 whatever the store
+        holds); a StoreError naming the array and rows when a chunk of them is
+        missing or does not decode."""
         try:
-            return self.array(n_atoms, name, element)[start:stop]
+            values = self.array(n_atoms, name, element)[start:stop]
+            return decode_aev(values, self.aev_dtype) if name == keys.AEV else values
         except (RuntimeError, ValueError) as exc:  # Blosc's and Zarr's decoding
             where = keys.array_path(n_atoms, name, element)
             raise StoreError(

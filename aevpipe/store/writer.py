@@ -27,7 +27,14 @@ from aevpipe.errors import StoreError
 from aevpipe.folders import clear
 from aevpipe.plan import Plan
 from aevpipe.store.files import read_attrs, write_json_atomic, writing
-from aevpipe.store.format import COMPRESSOR, array_specs, chunk_shape, layout_to_attr
+from aevpipe.store.format import (
+    COMPRESSOR,
+    aev_dtype_of,
+    array_specs,
+    chunk_shape,
+    encode_aev,
+    layout_to_attr,
+)
 
 
 class FileLocks:
@@ -61,7 +68,10 @@ def create(
         (path / keys.PROGRESS_DIR).mkdir(parents=True)
         (path / keys.LOCKS_DIR).mkdir()
         root = zarr.group(store=zarr.DirectoryStore(str(path)))
-        for spec in array_specs(plan.groups, aev.elements, aev.aev_length):
+        specs = array_specs(
+            plan.groups, aev.elements, aev.aev_length, aev_dtype_of(attrs)
+        )
+        for spec in specs:
             root.create(
                 spec.path,
                 shape=spec.shape,
@@ -106,9 +116,13 @@ class StoreWriter:
         locks = FileLocks(self.path / keys.LOCKS_DIR)
         store = zarr.DirectoryStore(str(self.path))
         self.root = zarr.open_group(store, mode="r+", synchronizer=locks)
+        self.aev_dtype = aev_dtype_of(self.root.attrs.asdict())
 
     def write(self, array: str, start: int, values: np.ndarray) -> None:
-        """Rows [start, start + len(values)) of `array` (its path in the store)."""
+        """Rows [start, start + len(values)) of `array` (its path in the store);
+        AEV rows come as float32 and are stored in the store's AEV dtype."""
+        if array.rsplit("/", 1)[-1] == keys.AEV:
+            values = encode_aev(values, self.aev_dtype)
         with writing(self.path, array):
             self.root[array][start : start + len(values)] = values
 

@@ -476,3 +476,46 @@ def test_an_input_given_twice_is_refused(release_file, tmp_path):
     ):
         featurize([str(release_file), str(copy)], out, settings(), progress=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored", "rel"), [("float16", "<f2", 2**-11), ("bfloat16", "<u2", 2**-8)]
+)
+def test_half_precision_stores_hold_the_float32_aevs_rounded(
+    release_file, tmp_path, dtype, stored, rel
+):
+    """--dtype float16|bfloat16 stores each AEV value in 16 bits, rounded to
+    nearest; readers get float32 back, the store verifies and trains."""
+    full = tmp_path / "f32"
+    half = tmp_path / dtype
+    featurize([str(release_file)], full, settings(), progress=False)
+    featurize([str(release_file)], half, settings(aev_dtype=dtype), progress=False)
+    a, b = ShardStore.open(full), ShardStore.open(half)
+    assert b.attrs[keys.ATTR_AEV_DTYPE] == dtype and keys.ATTR_AEV_DTYPE not in a.attrs
+    assert (a.attrs["format_version"], b.attrs["format_version"]) == (1, 2)
+    for layout in a.layouts:
+        for e, element in enumerate(a.elements):
+            if not layout.total_rows()[e]:
+                continue
+            assert b.array(layout.n_atoms, keys.AEV, element).dtype == np.dtype(stored)
+            x = a.read(layout.n_atoms, keys.AEV, element, 0, 10**9)
+            y = b.read(layout.n_atoms, keys.AEV, element, 0, 10**9)
+            assert y.dtype == np.float32 and y.shape == x.shape
+            big = np.abs(x) > 1e-3  # float16 keeps ~3 digits above its subnormals
+            np.testing.assert_allclose(y[big], x[big], rtol=rel)
+            np.testing.assert_allclose(y, x, atol=1e-3 * max(1.0, np.abs(x).max()))
+            # Rounded, not truncated: float32 -> 16 bits -> float32 is the identity.
+            if dtype == "float16":
+                np.testing.assert_array_equal(
+                    y, x.astype(np.float16).astype(np.float32)
+                )
+            else:
+                bf = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
+                np.testing.assert_array_equal(y, bf)
+    assert sum(p.stat().st_size for p in half.rglob("*")) < 0.75 * sum(
+        p.stat().st_size for p in full.rglob("*")
+    )
+    # Rerunning the same command finds it complete; asking another dtype is refused.
+    featurize([str(release_file)], half, settings(aev_dtype=dtype), progress=False)
+    with pytest.raises(StoreError, match="other inputs or settings"):
+        featurize([str(release_file)], half, settings(), progress=False)
