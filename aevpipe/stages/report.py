@@ -147,7 +147,11 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
         "run": str(run),
         "store": str(store.path),
         "sources": [
-            {"name": s["name"], "sha256": s["sha256"]}
+            {
+                "name": s["name"],
+                "sha256": s["sha256"],
+                "synthetic": bool(s.get("synthetic", False)),
+            }
             for s in store.attrs[keys.ATTR_SOURCES]
         ],
         "synthetic": bool(store.attrs.get("synthetic", False)),
@@ -181,12 +185,16 @@ def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
     lines = [f"# aevpipe report: {report['run']}", ""]
     if report["synthetic"]:
         lines += [
-            "**Synthetic data**: energies from a classical force field, not DFT.",
+            "**Synthetic data** (marked SYNTHETIC below): energies from a classical "
+            "force field, not DFT.",
             "",
         ]
     lines += [
         f"Store `{report['store']}` from "
-        + ", ".join(s["name"] for s in report["sources"])
+        + ", ".join(
+            s["name"] + (" (SYNTHETIC)" if s.get("synthetic") else " (real)")
+            for s in report["sources"]
+        )
         + ".",
         f"Trained {t.get('epochs')} epochs ({t.get('train_seconds', 0):.0f} s on "
         f"{t.get('device')}), best epoch {t.get('best_epoch')}, stopped: "
