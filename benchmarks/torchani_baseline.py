@@ -45,8 +45,12 @@ class Split:
         return len(self.energies)
 
 
-def load_splits(store_path, h5_path) -> dict[str, Split]:
-    """The store's own train/valid/test conformations, read from the source file."""
+def load_splits(store_path, h5_paths) -> dict[str, Split]:
+    """The store's own train/valid/test conformations, read from the source files
+    (one path or several, matched to the store's molecules by file name)."""
+    if isinstance(h5_paths, str | os.PathLike):
+        h5_paths = [h5_paths]
+    files = {os.path.basename(str(p)): ANI1File(p) for p in h5_paths}
     store = ShardStore.open(store_path)
     rows: dict[int, list] = {0: [], 1: [], 2: []}
     for layout in store.layouts:
@@ -60,30 +64,30 @@ def load_splits(store_path, h5_path) -> dict[str, Split]:
             rows[int(s)].append((int(m), int(i)))
     max_atoms = max(g.n_atoms for g in store.layouts)
     out = {}
-    with ANI1File(h5_path) as f:
-        cache = {}
-        for code, name in enumerate(keys.SPLIT_NAMES):
-            n = len(rows[code])
-            numbers = torch.full((n, max_atoms), -1, dtype=torch.long)
-            coords = torch.zeros((n, max_atoms, 3))
-            energies = torch.zeros(n, dtype=torch.float64)
-            for k, (m, i) in enumerate(rows[code]):
-                group = store.molecules[m]["group"]
-                if group not in cache:
-                    info = [x for x in f.molecules() if x.group == group][0]
-                    cache[group] = f.read(group, 0, info.n_conformations)
-                block = cache[group]
-                a = block.coordinates.shape[1]
-                numbers[k, :a] = torch.tensor(
-                    [ATOMIC_NUMBER[s] for s in block.symbols[i]]
-                )
-                coords[k, :a] = torch.from_numpy(block.coordinates[i])
-                energies[k] = float(block.energies[i])
-            lookup = torch.full((120,), -1, dtype=torch.long)
-            for e, sym in enumerate(ELEMENTS):
-                lookup[ATOMIC_NUMBER[sym]] = e
-            indices = torch.where(numbers >= 0, lookup[numbers.clamp(min=0)], -1)
-            out[name] = Split(numbers, indices, coords, energies)
+    cache = {}
+    for code, name in enumerate(keys.SPLIT_NAMES):
+        n = len(rows[code])
+        numbers = torch.full((n, max_atoms), -1, dtype=torch.long)
+        coords = torch.zeros((n, max_atoms, 3))
+        energies = torch.zeros(n, dtype=torch.float64)
+        for k, (m, i) in enumerate(rows[code]):
+            if m not in cache:
+                molecule = store.molecules[m]
+                f = files[os.path.basename(molecule["file"])]
+                info = [x for x in f.molecules() if x.group == molecule["group"]][0]
+                cache[m] = f.read(molecule["group"], 0, info.n_conformations)
+            block = cache[m]
+            a = block.coordinates.shape[1]
+            numbers[k, :a] = torch.tensor([ATOMIC_NUMBER[s] for s in block.symbols[i]])
+            coords[k, :a] = torch.from_numpy(block.coordinates[i])
+            energies[k] = float(block.energies[i])
+        lookup = torch.full((120,), -1, dtype=torch.long)
+        for e, sym in enumerate(ELEMENTS):
+            lookup[ATOMIC_NUMBER[sym]] = e
+        indices = torch.where(numbers >= 0, lookup[numbers.clamp(min=0)], -1)
+        out[name] = Split(numbers, indices, coords, energies)
+    for f in files.values():
+        f.close()
     return out
 
 
@@ -133,18 +137,37 @@ def rmse_kcal(model, split: Split, batch: int = 4096) -> float:
     sq = 0.0
     with torch.no_grad():
         for i in range(0, len(split), batch):
-            idx = torch.arange(i, min(len(split), i + batch))
+            idx = torch.arange(
+                i, min(len(split), i + batch), device=split.energies.device
+            )
             sq += (
                 (model.energies(split, idx) - split.energies[idx]).square().sum().item()
             )
     return math.sqrt(sq / len(split)) * keys.HARTREE_TO_KCALMOL
 
 
+def to_device(split: Split, device: str) -> Split:
+    return Split(
+        split.numbers.to(device),
+        split.indices.to(device),
+        split.coordinates.to(device),
+        split.energies.to(device),
+    )
+
+
 def train(
-    kind: str, splits: dict[str, Split], batch_size: int, max_time: float, seed: int = 0
+    kind: str,
+    splits: dict[str, Split],
+    batch_size: int,
+    max_time: float,
+    seed: int = 0,
+    device: str = "cpu",
+    max_epochs: int | None = None,
 ) -> dict:
-    """Train for `max_time` seconds; per-epoch history, throughput, best and test."""
+    """Train for `max_time` seconds (or `max_epochs`) on `device`, the data held
+    there; per-epoch history, throughput, best and test."""
     torch.manual_seed(seed)
+    splits = {k: to_device(v, device) for k, v in splits.items()}
     train_split, valid = splits["train"], splits["valid"]
     if kind == "recipe":
         model = Recipe()
@@ -152,14 +175,15 @@ def train(
     else:
         model = ANI1xNets(fit_sae(train_split))
         params, lr, wd = list(model.nets.parameters()), 1e-3, 1e-5
+    model = model.to(device)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     n_atoms = (train_split.indices >= 0).sum(1).float()
     history, elapsed, best, best_state = [], 0.0, math.inf, None
     epoch = 0
-    while elapsed < max_time:
+    while elapsed < max_time and (max_epochs is None or epoch < max_epochs):
         epoch += 1
         t0 = time.perf_counter()
-        order = torch.randperm(len(train_split))
+        order = torch.randperm(len(train_split), device=device)
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             predicted = model.energies(train_split, idx)
@@ -168,7 +192,7 @@ def train(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        valid_rmse = rmse_kcal(model, valid)
+        valid_rmse = rmse_kcal(model, valid)  # .item(): waits for the GPU
         seconds = time.perf_counter() - t0
         elapsed += seconds
         history.append(

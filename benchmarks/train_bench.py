@@ -16,6 +16,7 @@ the same conformations), on this machine, in one run:
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -57,9 +58,16 @@ def run_aevpipe(store: Path, out: Path, seconds: float, **overrides) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("src", nargs="?", default="../shared/data/ani_gdb_s01.h5")
-    ap.add_argument("--batch-sizes", default="256,2560")
+    ap.add_argument(
+        "src", nargs="*", default=["../shared/data/ani_gdb_s01.h5"], help="HDF5 files"
+    )
+    ap.add_argument(
+        "--batch-sizes", default="256,2560", help="throughput runs; '' for none"
+    )
     ap.add_argument("--throughput-seconds", type=float, default=60)
+    ap.add_argument(
+        "--epochs", type=int, default=0, help="throughput runs of this many epochs"
+    )
     ap.add_argument("--accuracy-seconds", type=float, default=600)
     ap.add_argument(
         "--variant",
@@ -68,48 +76,63 @@ def main() -> None:
         help="extra aevpipe accuracy run with train settings, e.g. "
         "lr_patience=100 (repeatable)",
     )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="aevpipe default-preset accuracy runs (split seed 0, model seeds 0..)",
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     print(f"machine: {machine()}")
-    results: dict = {"machine": machine(), "throughput": [], "accuracy": {}}
+    results: dict = {
+        "machine": machine(),
+        "data": [Path(p).name for p in args.src],
+        "throughput": [],
+        "accuracy": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "aev"
         t0 = time.perf_counter()
-        featurize([args.src], store, FeaturizeSettings(), progress=False)
-        print(f"featurize s01: {time.perf_counter() - t0:.1f} s")
+        featurize(args.src, store, FeaturizeSettings(), progress=False)
+        names = ", ".join(Path(p).name for p in args.src)
+        print(f"featurize {names}: {time.perf_counter() - t0:.1f} s")
         splits = baseline.load_splits(store, args.src)
-        print(
-            f"conformations/s, {args.throughput_seconds:.0f} s each; "
-            "(x: aevpipe over that baseline)"
-        )
+        # Each throughput run: `--epochs` epochs, or `--throughput-seconds`.
+        seconds = math.inf if args.epochs else args.throughput_seconds
+        limit = {"max_epochs": args.epochs} if args.epochs else {}
+        per = f"{args.epochs} epochs" if args.epochs else f"{seconds:.0f} s"
+        print(f"conformations/s, {per} each; (x: aevpipe over that baseline)")
         print(
             f"{'batch':>6s} {'aevpipe':>9s} {'recipe as shipped':>20s} "
             f"{'recipe, data in RAM':>20s} {'loop, aevpipe nets':>20s}"
         )
-        for bs in (int(b) for b in args.batch_sizes.split(",")):
+        for bs in (int(b) for b in args.batch_sizes.split(",") if b):
             ours = run_aevpipe(
                 store,
                 Path(tmp) / f"run{bs}",
-                args.throughput_seconds,
+                None if args.epochs else seconds,
                 batch_size=bs,
                 early_stop=0,
                 schedule="none",
+                **limit,
             )
-            recipe = baseline.train("recipe", splits, bs, args.throughput_seconds)
-            same = baseline.train("ani1x-nets", splits, bs, args.throughput_seconds)
-            shipped = baseline.train_shipped(args.src, tmp, bs, args.throughput_seconds)
+            recipe = baseline.train("recipe", splits, bs, seconds, **limit)
+            same = baseline.train("ani1x-nets", splits, bs, seconds, **limit)
             row = {
                 "batch_size": bs,
                 "aevpipe": steady_rate(ours["history"], ours["n_train"]),
-                "torchani_recipe_shipped": steady_rate(
-                    shipped["history"], shipped["n_train"]
-                ),
                 "torchani_recipe": steady_rate(recipe["history"], recipe["n_train"]),
                 "torchani_ani1x_nets": steady_rate(same["history"], same["n_train"]),
             }
+            if len(args.src) == 1 and not args.epochs:  # the example reads one file
+                shipped = baseline.train_shipped(args.src[0], tmp, bs, seconds)
+                row["torchani_recipe_shipped"] = steady_rate(
+                    shipped["history"], shipped["n_train"]
+                )
             results["throughput"].append(row)
             cells = [
-                f"{row[k]:,.0f} (x{row['aevpipe'] / row[k]:.1f})"
+                f"{row[k]:,.0f} (x{row['aevpipe'] / row[k]:.1f})" if k in row else "-"
                 for k in (
                     "torchani_recipe_shipped",
                     "torchani_recipe",
@@ -122,7 +145,13 @@ def main() -> None:
             )
         if args.accuracy_seconds > 0:
             s = args.accuracy_seconds
-            systems = [("aevpipe ani1x", run_aevpipe(store, Path(tmp) / "acc", s))]
+            systems = [
+                (
+                    f"aevpipe ani1x seed {k}" if args.repeats > 1 else "aevpipe ani1x",
+                    run_aevpipe(store, Path(tmp) / f"acc-{k}", s, seed=k),
+                )
+                for k in range(args.repeats)
+            ]
             for i, variant in enumerate(args.variant):
                 key, value = variant.split("=")
                 systems.append(
@@ -140,7 +169,10 @@ def main() -> None:
                 f"accuracy after {s:.0f} s of training (kcal/mol; valid/test "
                 f"{len(splits['valid'])}/{len(splits['test'])} conformations):"
             )
-            print(f"{'':26s} {'valid<1 at':>10s} {'best valid':>10s} {'test':>7s}")
+            print(
+                f"{'':22s} {'valid<1 at':>10s} {'best valid':>10s} {'test':>7s} "
+                f"{'epochs':>7s}"
+            )
             for name, r in systems:
                 t1 = time_to(r["history"], 1.0)
                 results["accuracy"][name] = {
@@ -152,8 +184,8 @@ def main() -> None:
                 }
                 t1s = f"{t1:.1f} s" if t1 is not None else "never"
                 print(
-                    f"{name:18s} {t1s:>10s} {r['best_valid_rmse_kcal_mol']:10.3f} "
-                    f"{r['test_rmse_kcal_mol']:7.3f}"
+                    f"{name:22s} {t1s:>10s} {r['best_valid_rmse_kcal_mol']:10.3f} "
+                    f"{r['test_rmse_kcal_mol']:7.3f} {len(r['history']):7d}"
                 )
     write_json(args.json, results)
 

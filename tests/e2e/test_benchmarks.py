@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
+import pytest
+import torch
 
 from aevpipe.ani1 import ANI1File
 from benchmarks.common import replicate
@@ -61,3 +66,18 @@ def test_featurize_compare_finds_equal_and_differing_stores(release_file, tmp_pa
         featurize([str(release_file)], out, settings, progress=False)
     assert compare_stores(a, b).startswith("same")
     assert compare_stores(a, c).startswith("root attributes differ")
+
+
+def test_gpu_check_without_cuda_says_so_and_succeeds(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: pipelines/gpu_check.sh would run the checks")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["bash", str(root / "pipelines/gpu_check.sh")],
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA device" in done.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from aevpipe import runs
@@ -57,16 +56,3 @@ def test_cli_nproc_error_is_one_line(store, tmp_path):
     )
     assert result.exit_code == 2, result.output
     assert "already holds a run" in result.output
-
-
-@pytest.mark.gpu
-def test_cuda_training_step(store, tmp_path):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("CUDA is not available")
-    settings = load_train_settings(**{**SMALL, "device": "cuda", "max_epochs": 3})
-    result = train(
-        store, tmp_path / "gpu", settings, progress=False, echo=lambda *_: None
-    )
-    assert result.metrics["run"]["device"].startswith("cuda")
-    assert result.metrics["valid"]["n"] > 0
