@@ -5,7 +5,7 @@ matching contiguous rows of every element array, sized to about one AEV chunk. E
 epoch shuffles the blocks, fills a window of blocks up to the memory budget (the
 next window loads in a background thread meanwhile), and deals the window's
 conformations into batches in a random order, so a batch mixes molecules and atom
-counts. When the whole split fits in half the budget it is loaded once and kept.
+counts. When the whole split fits in the budget it is loaded once and kept.
 
 Batches are per-element row blocks plus a row -> conformation index: no padding.
 """
@@ -168,20 +168,32 @@ class Window:
     counts: np.ndarray
     aev: list[np.ndarray | None]
     conf: list[np.ndarray | None]
+    buffer: np.ndarray  # flat float32 memory the `aev` arrays are views of
 
     @classmethod
-    def load(cls, store: ShardStore, refs: list[BlockRef]) -> Window:
+    def load(
+        cls, store: ShardStore, refs: list[BlockRef], buffer: np.ndarray | None = None
+    ) -> Window:
         """Read blocks straight into preallocated window arrays: beyond the window,
-        memory holds one block at a time."""
+        memory holds one block at a time. AEV rows go into `buffer` (an earlier
+        window's) when it is large enough: memory touched for the first time costs
+        the kernel as much as decompressing the data into it."""
         n_el, length = len(store.elements), store.aev.aev_length
         n = sum(r.stop - r.start for r in refs)
         rows = [sum(r.rows[e][1] - r.rows[e][0] for r in refs) for e in range(n_el)]
+        if buffer is None or buffer.size < sum(rows) * length:
+            buffer = np.empty(sum(rows) * length, np.float32)
+        edges = np.cumsum([0, *rows]) * length
         window = cls(
             energy=np.empty(n, np.float64),
             molecule=np.empty(n, np.int32),
             counts=np.empty((n, n_el), np.int64),
-            aev=[np.empty((k, length), np.float32) if k else None for k in rows],
+            aev=[
+                buffer[edges[e] : edges[e + 1]].reshape(k, length) if k else None
+                for e, k in enumerate(rows)
+            ],
             conf=[np.empty(k, np.int64) if k else None for k in rows],
+            buffer=buffer,
         )
         c, r = 0, [0] * n_el
         for ref in refs:
@@ -239,10 +251,12 @@ class ShardLoader:
         )
         self.n_conformations = sum(b.stop - b.start for b in self.blocks)
         total = sum(b.n_rows() for b in self.blocks) * row_bytes
-        # Two windows live at once: the one being dealt and the one loading.
+        # Streaming, two windows live at once: the one being dealt and the one
+        # loading, each in one of two buffers reused from epoch to epoch.
         self.window_bytes = max(row_bytes, memory_limit // 2)
+        self.buffers: list[np.ndarray | None] = [None, None]
         self.resident: Window | None = None
-        if total <= self.window_bytes:
+        if total <= memory_limit:
             self.resident = Window.load(store, self.blocks) if self.blocks else None
         self.peak_window_bytes = 0
 
@@ -276,8 +290,10 @@ class ShardLoader:
         result: dict[int, Window | BaseException] = {}
 
         def fetch(i: int) -> None:
+            # Window i's buffer was window i - 2's, dealt by the time this runs.
             try:
-                result[i] = Window.load(self.store, windows[i])
+                result[i] = Window.load(self.store, windows[i], self.buffers[i % 2])
+                self.buffers[i % 2] = result[i].buffer
             except BaseException as exc:  # re-raised in the consumer
                 result[i] = exc
 
@@ -285,16 +301,20 @@ class ShardLoader:
         if windows:
             thread = threading.Thread(target=fetch, args=(0,), daemon=True)
             thread.start()
-        for i in range(len(windows)):
-            thread.join()
-            current = result.pop(i)
-            if isinstance(current, BaseException):
-                raise current
-            if i + 1 < len(windows):
-                thread = threading.Thread(target=fetch, args=(i + 1,), daemon=True)
-                thread.start()
-            self.peak_window_bytes = max(self.peak_window_bytes, current.nbytes())
-            yield from self._deal(current, rng)
+        try:
+            for i in range(len(windows)):
+                thread.join()
+                current = result.pop(i)
+                if isinstance(current, BaseException):
+                    raise current
+                if i + 1 < len(windows):
+                    thread = threading.Thread(target=fetch, args=(i + 1,), daemon=True)
+                    thread.start()
+                self.peak_window_bytes = max(self.peak_window_bytes, current.nbytes())
+                yield from self._deal(current, rng)
+        finally:  # an epoch left early: no load may still write into a buffer
+            if thread is not None:
+                thread.join()
 
     def _deal(self, w: Window, rng: np.random.Generator) -> Iterator[Batch]:
         n = len(w.energy)
