@@ -15,28 +15,61 @@ def learning_curves(history: list[dict], path: Path) -> None:
     """Train and validation RMSE per epoch, log scale, with the learning rate."""
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.semilogy(epochs, [h["train_rmse_kcal_mol"] for h in history], label="train")
-    ax.semilogy(epochs, [h["valid_rmse_kcal_mol"] for h in history], label="validation")
+    marker = "o" if len(epochs) < 3 else None  # a line needs two points
+    for key, label in (
+        ("train_rmse_kcal_mol", "train"),
+        ("valid_rmse_kcal_mol", "validation"),
+    ):
+        ax.semilogy(epochs, [h[key] for h in history], marker=marker, label=label)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--", label="1 kcal/mol")
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE (kcal/mol)")
     ax.set_title("Learning curves")
     ax.grid(True, which="both", alpha=0.3)
     lr = ax.twinx()
-    lr.semilogy(epochs, [h["lr"] for h in history], color="black", lw=0.8, alpha=0.4)
+    lr.semilogy(
+        epochs,
+        [h["lr"] for h in history],
+        color="black",
+        lw=0.8,
+        alpha=0.4,
+        marker=marker,
+        label="learning rate (right axis)",
+    )
     lr.set_ylabel("learning rate", color="dimgrey")
-    ax.legend(loc="upper right")
+    lines = ax.get_legend_handles_labels()
+    more = lr.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
 def parity(
-    reference: np.ndarray, predicted: np.ndarray, rmse: float, path: Path
+    reference: np.ndarray,
+    predicted: np.ndarray,
+    rmse: float,
+    path: Path,
+    labels: np.ndarray | None = None,
 ) -> None:
-    """Predicted against reference energies (kcal/mol above each molecule's minimum)."""
+    """Predicted against reference energies (kcal/mol above each molecule's
+    minimum); one colour per label (a formula) when there are few."""
     fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
-    ax.scatter(reference, predicted, s=3, alpha=0.4, edgecolors="none")
+    names = np.unique(labels) if labels is not None else []
+    if 1 < len(names) <= 12:
+        for name in names:
+            pick = labels == name
+            ax.scatter(
+                reference[pick],
+                predicted[pick],
+                s=3,
+                alpha=0.5,
+                edgecolors="none",
+                label=str(name),
+            )
+        ax.legend(loc="upper left", markerscale=4, fontsize="small")
+    else:
+        ax.scatter(reference, predicted, s=3, alpha=0.4, edgecolors="none")
     lo = float(min(reference.min(), predicted.min()))
     hi = float(max(reference.max(), predicted.max()))
     ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)

@@ -45,14 +45,22 @@ from aevpipe.cli.common import (
     type=click.Path(dir_okay=False),
     help="TOML file with a [train] table overriding the preset.",
 )
-@click.option("--max-epochs", type=click.IntRange(min=1))
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    help="Stop after this many epochs [default: 10000].",
+)
 @click.option(
     "--max-time",
     type=click.FloatRange(min=0),
     help="Seconds of training [default: no limit]; the learning rate then "
     "follows a cosine over this time.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Conformations per training step [default: the preset's, 256 for ani1x].",
+)
 @click.option(
     "--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate."
 )
@@ -63,7 +71,14 @@ from aevpipe.cli.common import (
     help="AEV data the loader may hold in RAM.",
 )
 @device_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the networks' initial weights and the batch order (the split is "
+    "featurize's).",
+)
 @click.option(
     "--nproc",
     type=click.IntRange(min=1),

@@ -179,7 +179,7 @@ def _fmt(x: float) -> str:
     )
 
 
-def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
+def markdown(report: dict[str, Any]) -> str:
     """report.md text."""
     t = report["training"]
     lines = [f"# aevpipe report: {report['run']}", ""]
@@ -198,11 +198,12 @@ def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
         + ".",
         f"Trained {t.get('epochs')} epochs ({t.get('train_seconds', 0):.0f} s on "
         f"{t.get('device')}), best epoch {t.get('best_epoch')}, stopped: "
-        f"{t.get('stop_reason')}. Validation RMSE first under 1 kcal/mol after "
+        f"{t.get('stop_reason')}. "
         + (
+            "Validation RMSE first under 1 kcal/mol after "
             f"{t['valid_below_1_kcal_mol_after_s']:.1f} s."
             if t.get("valid_below_1_kcal_mol_after_s") is not None
-            else "never."
+            else "Validation RMSE never under 1 kcal/mol."
         ),
         "",
         report["self_energies"]["summary"] + ".",
@@ -244,13 +245,12 @@ def markdown(report: dict[str, Any], max_molecules: int = 20) -> str:
     mols = report["molecules"]["test"]
     lines += [
         "",
-        f"## Per molecule, test split, worst first "
-        f"({min(len(mols), max_molecules)} of {len(mols)})",
+        f"## Per molecule, test split, worst first ({len(mols)} molecules)",
         "",
         "| formula | file | group | RMSE | MAE | n |",
         "|---|---|---|---:|---:|---:|",
     ]
-    for r in mols[:max_molecules]:
+    for r in mols:
         mark = " *" if r.get("outside_fit") else ""
         lines.append(
             f"| {r['formula']}{mark} | {r['file']} | {r['group']} | "
@@ -305,8 +305,13 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         np.minimum.at(lowest, mol, test["reference"])
         ref = (test["reference"] - lowest[mol]) * keys.HARTREE_TO_KCALMOL
         pred = (test["predicted"] - lowest[mol]) * keys.HARTREE_TO_KCALMOL
+        formula = {r["molecule"]: r["formula"] for r in report["molecules"]["test"]}
         figures.parity(
-            ref, pred, report["splits"]["test"]["rmse_kcal_mol"], out / "parity.png"
+            ref,
+            pred,
+            report["splits"]["test"]["rmse_kcal_mol"],
+            out / "parity.png",
+            labels=np.array([formula[m] for m in mol]),
         )
         figures.error_histogram(pred - ref, out / "error_histogram.png")
         written += [out / "parity.png", out / "error_histogram.png"]
