@@ -24,11 +24,9 @@ from pathlib import Path
 
 import torch
 
-from aevpipe.aev import build_aev_computer
-from aevpipe.ani1 import ANI1File
-from aevpipe.config import AEVParams, FeaturizeSettings
-from aevpipe.elements import ATOMIC_NUMBER
+from aevpipe.config import FeaturizeSettings
 from aevpipe.stages.featurize import featurize
+from benchmarks import aev_floor
 from benchmarks import torchani_baseline as baseline
 from benchmarks.common import machine, write_json
 from benchmarks.train_bench import run_aevpipe, steady_rate
@@ -36,38 +34,14 @@ from benchmarks.train_bench import run_aevpipe, steady_rate
 DEFAULT = ["../shared/data/ani_gdb_s01.h5", "../shared/data/ani_gdb_s02.h5"]
 
 
-def torchani_forward_rate(files: list[str], batch_atoms: int = 65536) -> dict:
+def torchani_forward_rate(files: list[str]) -> dict:
     """TorchANI's AEVComputer (cuAEV where built) over every conformation of
-    `files`, each molecule's in batches of about `batch_atoms` atoms, on CUDA."""
+    `files` already on the GPU: the best of three passes after a warm-up."""
     device = torch.device("cuda")
-    params = AEVParams.ani1x()
-    computer = build_aev_computer(params, device)
-    index = {ATOMIC_NUMBER[e]: i for i, e in enumerate(params.elements)}
-    blocks = []
-    for path in files:
-        with ANI1File(path) as f:
-            for m in f.molecules():
-                b = f.read(m.group, 0, m.n_conformations)
-                species = torch.tensor(
-                    [[index[ATOMIC_NUMBER[s]] for s in row] for row in b.symbols[:1]]
-                ).expand(len(b.coordinates), -1)
-                blocks.append((species, torch.from_numpy(b.coordinates)))
-    blocks = [(s.to(device), c.to(device)) for s, c in blocks]
+    blocks = aev_floor.load(files, device)
     n = sum(len(c) for _, c in blocks)
-
-    def one_pass() -> float:
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            for species, coords in blocks:
-                step = max(1, batch_atoms // species.shape[1])
-                for i in range(0, len(coords), step):
-                    computer(species[i : i + step], coords[i : i + step])
-        torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    one_pass()  # warm-up: kernels, allocator
-    seconds = min(one_pass() for _ in range(3))
+    aev_floor.forward_seconds(blocks, device)  # warm-up: kernels, allocator
+    seconds = min(aev_floor.forward_seconds(blocks, device) for _ in range(3))
     return {"conformations": n, "seconds": seconds, "per_s": n / seconds}
 
 
