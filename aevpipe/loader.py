@@ -264,6 +264,12 @@ class ShardLoader:
         """Conformations per epoch."""
         return self.n_conformations
 
+    def release(self) -> None:
+        """Give back the memory the loader keeps between epochs (its resident split,
+        its window buffers); a later epoch streams its windows again."""
+        self.buffers = [None, None]
+        self.resident = None
+
     def _windows(self, order: list[BlockRef]) -> Iterator[list[BlockRef]]:
         row_bytes = self.store.aev.aev_length * 4
         window, size = [], 0

@@ -378,6 +378,9 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
     )
     trainer.echo(trainer.self_energies.summary())
     stop_reason = trainer.fit()
+    # The final evaluation's loaders take their own share of the memory limit.
+    trainer.train_loader.release()
+    trainer.valid_loader.release()
     barrier()  # best.pt is written before anyone reads it
     state = trainer.state
     metrics = final_metrics(run, store, device, settings, trainer.sae_t, world)

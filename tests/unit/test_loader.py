@@ -120,3 +120,16 @@ def test_streaming_buffers_reused_across_epochs_hold_the_right_rows(store):
             assert a1.keys() == a2.keys()
             for k in a1:
                 np.testing.assert_array_equal(a1[k], a2[k])
+
+
+def test_a_released_loader_gives_its_memory_back_and_still_serves(store):
+    s = ShardStore.open(store)
+    for limit in (64 * MIB, 200_000):  # resident, streamed
+        loader = ShardLoader(s, 0, 16, limit, np.zeros(4), shuffle=True, seed=2)
+        before = batches(loader, 1)
+        loader.release()
+        assert loader.resident is None and loader.buffers == [None, None]
+        after = batches(loader, 1)
+        assert sorted(e for b, _ in before for e in b) == sorted(
+            e for b, _ in after for e in b
+        )
