@@ -1,9 +1,12 @@
-"""Export a run as a TorchANI model: AEV computer, per-element networks, self energies.
+"""Export a run as a model: AEV computer, per-element networks, self energies.
 
-A TorchANI user loads it in one line, `model = torch.load("model.pt",
-weights_only=False)`, calls `model((atomic_numbers, coordinates)).energies`
-(Hartree), gets forces by autograd, and drives ASE with `model.ase()`. With aev.py,
-the only module that builds TorchANI objects.
+Two formats of the same TorchANI `ANI` model. TorchScript (the default) runs
+without aevpipe, TorchANI or Python code from the file: `model =
+torch.jit.load("model.pt")`, then `model((atomic_numbers, coordinates)).energies`
+(Hartree), forces by autograd, in Python or C++ (openmm-torch, LAMMPS). The
+`torchani` format pickles the TorchANI object itself, for `model.ase()` and
+TorchANI's own tools; loading it runs TorchANI's code (`weights_only=False`).
+With aev.py, the only module that builds TorchANI objects.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torchani.sae import SelfEnergy
 
 from aevpipe.aev import build_aev_computer
 from aevpipe.config import AEVParams
-from aevpipe.errors import output_folder
+from aevpipe.errors import SettingsError, output_folder
 from aevpipe.model import ACTIVATIONS, ElementNetworks
 from aevpipe.runs import load_best
 from aevpipe.sae import SelfEnergies
@@ -52,9 +55,12 @@ def to_torchani(
     )
 
 
-def export(run: Path, out: Path) -> SelfEnergies:
-    """Write the run's best model as a TorchANI model file at `out`; returns its
-    self energies, whose fit says which compositions the model was trained on."""
+FORMATS = ("torchscript", "torchani")
+
+
+def run_model(run: Path) -> tuple[ANI, SelfEnergies]:
+    """A run's best model as a TorchANI `ANI` model on the CPU, in eval mode, and
+    its self energies."""
     model, payload = load_best(Path(run), torch.device("cpu"))
     ani = to_torchani(
         model,
@@ -62,9 +68,21 @@ def export(run: Path, out: Path) -> SelfEnergies:
         payload["self_energies"],
         payload["activation"],
     ).eval()
+    return ani, SelfEnergies.from_payload(payload)
+
+
+def export(run: Path, out: Path, fmt: str = "torchscript") -> SelfEnergies:
+    """Write the run's best model at `out` in `fmt` (see the module); returns its
+    self energies, whose fit says which compositions the model was trained on."""
+    if fmt not in FORMATS:
+        raise SettingsError(f"unknown export format {fmt!r}; choose from {FORMATS}")
+    ani, fit = run_model(run)
     out = Path(out)
     output_folder(out)
     tmp = out.with_name(out.name + ".tmp")
-    torch.save(ani, tmp)
+    if fmt == "torchscript":
+        torch.jit.save(torch.jit.script(ani), str(tmp))
+    else:
+        torch.save(ani, tmp)
     os.replace(tmp, out)
-    return SelfEnergies.from_payload(payload)
+    return fit

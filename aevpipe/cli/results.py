@@ -109,23 +109,35 @@ def predict(run_dir, files, out, batch_atoms, device):
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    help="TorchANI model file to write [default: RUN_DIR/model.pt].",
+    help="Model file to write [default: RUN_DIR/model.pt].",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["torchscript", "torchani"]),
+    default="torchscript",
+    show_default=True,
+    help="torchscript: runs without aevpipe or TorchANI (Python, C++); "
+    "torchani: TorchANI's own object (needs TorchANI to load).",
 )
 @clean_errors
-def export(run_dir, out):
-    """Write a run's best model as a TorchANI model (AEVs, networks, self energies).
+def export(run_dir, out, fmt):
+    """Write a run's best model (AEVs, networks, self energies) to one file.
 
     \b
-    Load it with:  model = torch.load("model.pt", weights_only=False)
-    energies:      model((atomic_numbers, coordinates)).energies   # Hartree
-    ASE:           atoms.calc = model.ase()
+    TorchScript:  model = torch.jit.load("model.pt")
+    energies:     model((atomic_numbers, coordinates)).energies   # Hartree
+    forces:       -autograd of the energies with respect to the coordinates
+    torchani:     model = torch.load("model.pt", weights_only=False); model.ase()
     Example:
       aevpipe export data/runs/s01 --out s01.pt
     """
     from aevpipe.export import export as run
 
     out = out or str(Path(run_dir) / "model.pt")
-    fit = run(Path(run_dir), Path(out))
-    click.echo(f"TorchANI model written to {out}")
+    fit = run(Path(run_dir), Path(out), fmt)
+    kind = "TorchScript" if fmt == "torchscript" else "TorchANI"
+    click.echo(f"{kind} model written to {out}")
     if not fit.determined:
         click.echo(f"warning: {fit.summary()}", err=True)

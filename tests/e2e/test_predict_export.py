@@ -138,7 +138,9 @@ def test_predict_unknown_element_names_file_and_frame(run, tmp_path):
 
 def test_export_is_a_torchani_model_with_consistent_forces(run, release_file, tmp_path):
     out = tmp_path / "model.pt"
-    result = CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["export", str(run), "--out", str(out), "--format", "torchani"]
+    )
     assert result.exit_code == 0, result.output
     model = torch.load(out, weights_only=False)
     CliRunner().invoke(
@@ -185,7 +187,7 @@ def test_exported_model_drives_an_ase_optimisation(run, tmp_path):
     from ase.optimize import BFGS
 
     out = tmp_path / "model.pt"
-    CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    CliRunner().invoke(cli, ["export", str(run), "--out", str(out), "-f", "torchani"])
     model = torch.load(out, weights_only=False)
     atoms = ase.Atoms(
         "CH4",
@@ -268,3 +270,93 @@ def test_compositions_outside_the_self_energy_fit_are_flagged(release_file, tmp_
     assert result.exit_code == 0 and "determine 3 of 4" in result.output
     result = runner.invoke(cli, ["report", str(tmp_path / "run")])
     assert result.exit_code == 0 and "determine 3 of 4" in result.output
+
+
+# Loads the TorchScript file where neither aevpipe nor TorchANI can be imported,
+# and prints energies and forces of the conformations given as JSON.
+LOAD_ALONE = """
+import json, sys
+sys.modules["torchani"] = None
+sys.modules["aevpipe"] = None
+import torch
+model = torch.jit.load(sys.argv[1])
+numbers = torch.tensor(json.loads(sys.argv[2]))
+coords = torch.tensor(json.loads(sys.argv[3]), requires_grad=True)
+energies = model((numbers, coords)).energies
+forces = -torch.autograd.grad(energies.sum(), coords)[0]
+print(json.dumps([energies.tolist(), forces.tolist()]))
+"""
+
+
+def test_torchscript_export_runs_without_aevpipe_or_torchani(
+    run, release_file, tmp_path
+):
+    """The default export is TorchScript: loaded in a Python that cannot import
+    aevpipe or TorchANI, it gives the energies predict gives and the forces of the
+    TorchANI model."""
+    import subprocess
+    import sys
+
+    runner = CliRunner()
+    script, pickled = tmp_path / "model.pt", tmp_path / "torchani.pt"
+    result = runner.invoke(cli, ["export", str(run), "--out", str(script)])
+    assert result.exit_code == 0 and "TorchScript model written" in result.output
+    runner.invoke(cli, ["export", str(run), "--out", str(pickled), "-f", "torchani"])
+    with ANI1File(release_file) as f:
+        block = f.read("/gdb11_s01/gdb11_s01-3", 0, 4)
+    numbers = [[ATOMIC_NUMBER[s] for s in row] for row in block.symbols]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_ALONE,
+            str(script),
+            json.dumps(numbers),
+            json.dumps(block.coordinates.tolist()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    energies, forces = json.loads(done.stdout)
+    runner.invoke(
+        cli, ["predict", str(run), str(release_file), "--out", str(tmp_path / "p.csv")]
+    )
+    rows = [
+        r
+        for r in read_csv(tmp_path / "p.csv")
+        if r["group"] == "/gdb11_s01/gdb11_s01-3"
+    ][:4]
+    np.testing.assert_allclose(
+        energies, [float(r["energy_pred_hartree"]) for r in rows], atol=2e-5
+    )
+    model = torch.load(pickled, weights_only=False)
+    x = torch.from_numpy(block.coordinates).requires_grad_(True)
+    e = model((torch.tensor(numbers), x)).energies.sum()
+    expected = -torch.autograd.grad(e, x)[0]
+    np.testing.assert_allclose(forces, expected.numpy(), atol=1e-5)
+
+
+def test_the_openmm_wrapper_of_docs_export_scripts_and_converts_units(run, tmp_path):
+    """docs/EXPORT.md's openmm-torch wrapper (without OpenMM): it scripts around
+    the loaded model and gives kJ/mol from positions in nm."""
+
+    class Potential(torch.nn.Module):
+        def __init__(self, model, numbers):
+            super().__init__()
+            self.model = model
+            self.register_buffer("numbers", torch.tensor([numbers]))
+
+        def forward(self, positions):
+            coordinates = positions.to(torch.float32).unsqueeze(0) * 10.0
+            return self.model((self.numbers, coordinates)).energies.sum() * 2625.4996
+
+    out = tmp_path / "model.pt"
+    CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    model = torch.jit.load(out)
+    module = torch.jit.script(Potential(model, [8, 1, 1]))
+    angstrom = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    hartree = model((torch.tensor([[8, 1, 1]]), angstrom[None])).energies.item()
+    kj = module(angstrom.double() / 10.0).item()
+    assert kj == pytest.approx(hartree * 2625.4996, rel=1e-6)
