@@ -223,6 +223,10 @@ class SplitSettings:
         return {"fractions": list(self.fractions), "seed": self.seed, "by": self.by}
 
 
+# How a store may hold its AEVs (aevpipe.store.format maps each to a Zarr dtype).
+AEV_DTYPES = ("float32", "float16", "bfloat16")
+
+
 @dataclass(frozen=True)
 class FeaturizeSettings:
     """Everything `featurize` needs besides the input files and the output folder."""
@@ -235,14 +239,14 @@ class FeaturizeSettings:
     device: str = "auto"
     skip_invalid: bool = False
     threads: int = 0  # in-process unit threads; 0: one per core (at most 4) on CPU
-    aev_dtype: str = "float32"  # how AEVs are stored: float32, float16 or bfloat16
+    aev_dtype: str = "float32"  # how AEVs are stored: one of AEV_DTYPES
 
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise SettingsError(f"threads must be 0 (auto) or more: {self.threads}")
-        if self.aev_dtype not in ("float32", "float16", "bfloat16"):
+        if self.aev_dtype not in AEV_DTYPES:
             raise SettingsError(
-                f"AEV dtype must be float32, float16 or bfloat16: {self.aev_dtype}"
+                f"AEV dtype must be one of {', '.join(AEV_DTYPES)}: {self.aev_dtype}"
             )
 
 
@@ -306,9 +310,13 @@ class TrainSettings:
         if self.lr <= 0:
             raise SettingsError(f"learning rate must be positive: {self.lr}")
         if self.lr_schedule != "none" and self.lr < self.min_lr:
+            why = (
+                "the cosine would climb instead of falling"
+                if self.lr_schedule == "cosine"
+                else "the run would stop before its first epoch"
+            )
             raise SettingsError(
-                f"learning rate {self.lr} is below min_lr {self.min_lr}: the run "
-                "would stop before its first epoch"
+                f"learning rate {self.lr} is below min_lr {self.min_lr}: {why}"
             )
 
     @property

@@ -16,7 +16,7 @@ from aevpipe.cli.common import (
     progress_option,
     resolve_aev,
 )
-from aevpipe.config import FeaturizeSettings
+from aevpipe.config import AEV_DTYPES, FeaturizeSettings
 
 
 @click.command()
@@ -59,10 +59,10 @@ from aevpipe.config import FeaturizeSettings
 @click.option(
     "--dtype",
     "aev_dtype",
-    type=click.Choice(["float32", "float16", "bfloat16"]),
-    default=None,
-    help="How AEVs are stored; training reads them as float32 "
-    f"[default: {FeaturizeSettings().aev_dtype}].",
+    type=click.Choice(AEV_DTYPES),
+    default=FeaturizeSettings().aev_dtype,
+    show_default=True,
+    help="How AEVs are stored; training reads them as float32.",
 )
 @click.option(
     "--chunk-rows",
@@ -134,7 +134,7 @@ def featurize(
         device=device,
         skip_invalid=skip_invalid,
         threads=threads,
-        aev_dtype=aev_dtype or FeaturizeSettings().aev_dtype,
+        aev_dtype=aev_dtype,
     )
     try:
         summary = run(

@@ -12,7 +12,7 @@ import torch
 from numcodecs import Blosc
 
 from aevpipe import keys
-from aevpipe.config import AEVParams
+from aevpipe.config import AEV_DTYPES, AEVParams
 from aevpipe.plan import GroupLayout
 
 # lz4 without shuffle: AEVs hold long runs of exact zeros (beyond the cutoffs),
@@ -22,13 +22,14 @@ CONFORMATION_CHUNK = 65536  # conformations per chunk of the per-conformation ar
 
 # AEV dtypes a store may hold -> the Zarr dtype of the AEV arrays. numpy has no
 # bfloat16, so its 16 bits are stored as uint16 and converted through torch.
-AEV_DTYPES = {"float32": "f4", "float16": "f2", "bfloat16": "u2"}
+ZARR_DTYPES = {"float32": "f4", "float16": "f2", "bfloat16": "u2"}
+assert tuple(ZARR_DTYPES) == AEV_DTYPES
 
 
 def aev_dtype_of(attrs: dict[str, Any]) -> str:
     """The AEV dtype of a store from its root attributes (float32 when absent)."""
     dtype = attrs.get(keys.ATTR_AEV_DTYPE, "float32")
-    if dtype not in AEV_DTYPES:
+    if dtype not in ZARR_DTYPES:
         raise ValueError(f"unknown AEV dtype {dtype!r}")
     return dtype
 
@@ -38,7 +39,7 @@ def encode_aev(rows: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         bits = torch.from_numpy(np.ascontiguousarray(rows, np.float32))
         return bits.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return rows.astype(AEV_DTYPES[dtype], copy=False)
+    return rows.astype(ZARR_DTYPES[dtype], copy=False)
 
 
 def decode_aev(stored: np.ndarray, dtype: str) -> np.ndarray:
@@ -84,7 +85,7 @@ def array_specs(
         for element, rows in zip(elements, layout.total_rows(), strict=True):
             if rows:
                 for name, shape, dtype in (
-                    (keys.AEV, (rows, aev_length), AEV_DTYPES[aev_dtype]),
+                    (keys.AEV, (rows, aev_length), ZARR_DTYPES[aev_dtype]),
                     (keys.CONFORMATION, (rows,), "i4"),
                 ):
                     path = keys.array_path(a, name, element)
