@@ -38,13 +38,17 @@ class SelfEnergies:
     elements: tuple[str, ...]
     values: np.ndarray  # (E,) Hartree
     basis: np.ndarray  # (r, E) orthonormal rows spanning the training compositions
-    method: str
     absent: tuple[str, ...]  # elements the training split never holds
 
     @property
     def determined(self) -> bool:
         """True when the training compositions fix every element's energy."""
         return len(self.basis) == len(self.elements)
+
+    @property
+    def method(self) -> str:
+        """How the values were found, in words."""
+        return FITTED if self.determined else COMPLETED
 
     def outside(self, counts: np.ndarray) -> np.ndarray:
         """(n,) True for compositions (n, E) atom counts outside the span of the
@@ -84,13 +88,8 @@ class SelfEnergies:
     def from_dict(cls, data: dict[str, Any]) -> SelfEnergies:
         elements = tuple(data["elements"])
         basis = np.asarray(data["basis"], np.float64).reshape(-1, len(elements))
-        return cls(
-            elements,
-            np.asarray(data["values"], np.float64),
-            basis,
-            str(data["method"]),
-            tuple(data["absent"]),
-        )
+        values = np.asarray(data["values"], np.float64)
+        return cls(elements, values, basis, tuple(data["absent"]))
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> SelfEnergies:
@@ -101,7 +100,7 @@ class SelfEnergies:
             return cls.from_dict(payload["self_energy_fit"])
         elements = tuple(payload["elements"])
         values = np.asarray(payload["self_energies"], np.float64)
-        return cls(elements, values, np.eye(len(elements)), FITTED, ())
+        return cls(elements, values, np.eye(len(elements)), ())
 
 
 def reference_energies(elements: tuple[str, ...]) -> np.ndarray:
@@ -126,8 +125,7 @@ def solve(xtx: np.ndarray, xty: np.ndarray, elements: tuple[str, ...]) -> SelfEn
     residual = xty - xtx @ reference
     values = reference + v[:, keep] @ ((v[:, keep].T @ residual) / w[keep])
     absent = tuple(e for e, p in zip(elements, present, strict=True) if not p)
-    method = FITTED if keep.all() else COMPLETED
-    return SelfEnergies(elements, values, basis, method, absent)
+    return SelfEnergies(elements, values, basis, absent)
 
 
 def fit_self_energies(store: ShardStore, split: int = 0) -> SelfEnergies:
