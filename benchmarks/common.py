@@ -87,16 +87,21 @@ def run_child(args: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def train_epochs(store: str, run: str, epochs: int) -> tuple[int, list[dict], float]:
-    """`aevpipe train` of `store` into `run` for `epochs` epochs at batch 256, quiet:
-    training conformations, per-epoch history, wall seconds (final evaluation in)."""
+def train_epochs(
+    store: str, run: str, epochs: int, **overrides
+) -> tuple[int, list[dict], float]:
+    """`aevpipe train` of `store` into `run` for `epochs` epochs at batch 256 (train
+    settings `overrides` on top), quiet: training conformations, per-epoch history,
+    wall seconds (final evaluation in)."""
     import time
 
     from aevpipe import runs
     from aevpipe.config import load_train_settings
     from aevpipe.stages.train import train
 
-    settings = load_train_settings(max_epochs=int(epochs), batch_size=256)
+    settings = load_train_settings(
+        **{"max_epochs": int(epochs), "batch_size": 256, **overrides}
+    )
     t0 = time.perf_counter()
     result = train(
         Path(store),

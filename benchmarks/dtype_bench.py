@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from aevpipe import runs
 from aevpipe.config import FeaturizeSettings, load_train_settings
 from aevpipe.stages.featurize import featurize
 from aevpipe.stages.train import train
-from benchmarks.common import machine, write_json
+from benchmarks.common import machine, train_epochs, write_json
 from benchmarks.train_bench import steady_rate
 
 DEFAULT = ["../shared/data/ani_gdb_s01.h5", "../shared/data/ani_gdb_s02.h5"]
@@ -34,13 +33,10 @@ def store_bytes(path: Path) -> int:
 
 
 def rate(store: Path, run: Path, epochs: int, memory_limit: int) -> float:
-    settings = load_train_settings(
-        max_epochs=epochs, schedule="none", early_stop=0, memory_limit=memory_limit
+    n_train, history, _ = train_epochs(
+        store, run, epochs, schedule="none", early_stop=0, memory_limit=memory_limit
     )
-    result = train(
-        store, run, settings, overwrite=True, progress=False, echo=lambda *_: None
-    )
-    return steady_rate(runs.read_history(run), result.metrics["train"]["n"])
+    return steady_rate(history, n_train)
 
 
 def main() -> None:

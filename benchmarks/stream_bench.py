@@ -18,33 +18,27 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import machine, peak_rss_mib, run_child, write_json
+from benchmarks.common import (
+    machine,
+    peak_rss_mib,
+    run_child,
+    train_epochs,
+    write_json,
+)
 from benchmarks.scale_bench import subsample
 
 ME = ["-m", "benchmarks.stream_bench", "--child"]
 
 
 def child(store: str, run: str, epochs: int, memory_limit: int) -> dict:
-    from aevpipe import runs
-    from aevpipe.config import load_train_settings
-    from aevpipe.stages.train import train
     from benchmarks.train_bench import steady_rate
 
-    settings = load_train_settings(
-        max_epochs=epochs, schedule="none", early_stop=0, memory_limit=memory_limit
+    n_train, history, _ = train_epochs(
+        store, run, epochs, schedule="none", early_stop=0, memory_limit=memory_limit
     )
-    result = train(
-        Path(store),
-        Path(run),
-        settings,
-        overwrite=True,
-        progress=False,
-        echo=lambda *_: None,
-    )
-    history = runs.read_history(Path(run))
     return {
-        "n_train": result.metrics["train"]["n"],
-        "conf_per_s": steady_rate(history, result.metrics["train"]["n"]),
+        "n_train": n_train,
+        "conf_per_s": steady_rate(history, n_train),
         "epoch_seconds": [h["epoch_seconds"] for h in history],
         "peak_rss_mib": peak_rss_mib(),
     }
