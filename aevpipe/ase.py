@@ -2,7 +2,9 @@
 
 From a run directory (its best model) or a TorchScript file that `aevpipe export`
 wrote; either way the model computed is the exported one, so ASE, predict and
-export agree. Forces are minus the gradient of the energy (autograd). The model
+export agree. Forces are minus the gradient of the energy (autograd). An
+ensemble gives its members' mean, and their spread as `energy_std` (eV,
+unbiased standard deviation; 0 for a single model). The model
 runs in float64 by default: molecular dynamics conserves energy better, at no
 cost that matters for one molecule.
 
@@ -24,9 +26,10 @@ from aevpipe.keys import HARTREE_TO_EV
 
 
 class Calculator(_AseCalculator):
-    """Energy (eV) and forces (eV/Angstrom) from an aevpipe model."""
+    """Energy (eV), forces (eV/Angstrom) and an ensemble's spread (eV) from an
+    aevpipe model."""
 
-    implemented_properties = ["energy", "free_energy", "forces"]
+    implemented_properties = ["energy", "free_energy", "forces", "energy_std"]
 
     def __init__(
         self,
@@ -66,16 +69,21 @@ class Calculator(_AseCalculator):
             self.atoms.positions[None], dtype=self.dtype, device=self.device
         ).requires_grad_(True)
         try:
-            energy = self.model((numbers, coordinates)).energies.sum()
+            # Arguments: cell, pbc, charge, atomic, ensemble_values.
+            members = self.model((numbers, coordinates), None, None, 0, False, True)
         except RuntimeError as exc:
             raise AevpipeError(
                 f"the model cannot compute {self.atoms.get_chemical_formula()}: "
                 f"{str(exc).strip().splitlines()[-1]}"
             ) from None
+        members = members.energies[:, 0]
+        energy = members.mean()
         forces = -torch.autograd.grad(energy, coordinates)[0][0]
         e = energy.item() * HARTREE_TO_EV
+        spread = members.std().item() if len(members) > 1 else 0.0
         self.results = {
             "energy": e,
             "free_energy": e,
+            "energy_std": spread * HARTREE_TO_EV,
             "forces": forces.detach().cpu().numpy().astype(np.float64) * HARTREE_TO_EV,
         }

@@ -292,6 +292,11 @@ class TrainSettings:
     memory_limit: int = 1 << 30  # bytes of AEV data the loader may hold
     device: str = "auto"
     seed: int = 0
+    # Members trained together on every batch, differing by initialisation; with
+    # ensemble_folds, member i instead validates on fold i of the training split
+    # and trains on the other folds (ANI's scheme).
+    ensemble: int = 1
+    ensemble_folds: bool = False
 
     def __post_init__(self) -> None:
         hidden = {k: tuple(int(x) for x in v) for k, v in dict(self.hidden).items()}
@@ -304,7 +309,17 @@ class TrainSettings:
             )
         if self.schedule == "cosine" and not self.max_time:
             raise SettingsError("the cosine schedule needs a time limit (max_time)")
-        for name in ("batch_size", "valid_batch_size", "max_epochs", "memory_limit"):
+        if self.ensemble_folds and self.ensemble < 2:
+            raise SettingsError(
+                f"ensemble folds need an ensemble of 2 or more: {self.ensemble}"
+            )
+        for name in (
+            "batch_size",
+            "valid_batch_size",
+            "max_epochs",
+            "memory_limit",
+            "ensemble",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be positive: {getattr(self, name)}")
         if self.lr <= 0:

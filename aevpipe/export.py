@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 from torchani.arch import ANI
-from torchani.nn import ANINetworks, AtomicNetwork
+from torchani.nn import ANINetworks, AtomicNetwork, Ensemble
 from torchani.sae import SelfEnergy
 
 from aevpipe.aev import build_aev_computer
 from aevpipe.config import AEVParams
 from aevpipe.errors import SettingsError, output_folder
-from aevpipe.model import ACTIVATIONS, ElementNetworks
+from aevpipe.model import ACTIVATIONS, ElementEnsemble
 from aevpipe.runs import load_best
 from aevpipe.sae import SelfEnergies
 
@@ -39,13 +39,19 @@ def atomic_network(net: torch.nn.Sequential, activation: str) -> AtomicNetwork:
 
 
 def to_torchani(
-    model: ElementNetworks, aev: AEVParams, self_energies: list[float], activation: str
+    model: ElementEnsemble, aev: AEVParams, self_energies: list[float], activation: str
 ) -> ANI:
-    """A TorchANI `ANI` model computing exactly what `model` does on AEVs of `aev`."""
+    """A TorchANI `ANI` model computing exactly what `model` does on AEVs of `aev`:
+    an ensemble (as TorchANI's ANI-1x is) returns its members' mean, and their
+    values with `ensemble_values=True`."""
     symbols = list(model.elements)
-    networks = ANINetworks(
-        {e: atomic_network(model.nets[e], activation) for e in symbols}
-    )
+    members = [
+        ANINetworks(
+            {e: atomic_network(model.member(k).nets[e], activation) for e in symbols}
+        )
+        for k in range(model.members)
+    ]
+    networks = members[0] if len(members) == 1 else Ensemble(members)
     return ANI(
         symbols,
         build_aev_computer(aev, torch.device("cpu")),

@@ -1,4 +1,5 @@
-"""PNG figures of a run: learning curves, parity plot, error histogram (matplotlib)."""
+"""PNG figures of a run: learning curves, parity plot, error histogram, and an
+ensemble's spread against its errors (matplotlib)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,50 @@ def error_histogram(errors: np.ndarray, path: Path) -> None:
         f"max |error| {np.abs(errors).max():.2f} kcal/mol"
     )
     ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def spread_vs_error(
+    spreads: np.ndarray, abs_errors: np.ndarray, bins: list[dict], path: Path
+) -> None:
+    """|error| of the ensemble mean against the members' spread (kcal/mol), each
+    test conformation and the binned MAE with each bin's count."""
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    floor = 1e-4  # log axes: zeros drawn at the floor
+    ax.scatter(
+        np.maximum(spreads, floor),
+        np.maximum(abs_errors, floor),
+        s=2,
+        alpha=0.2,
+        color="tab:grey",
+        edgecolors="none",
+        label="conformations",
+    )
+    x = [max(b["mean_spread"], floor) for b in bins]
+    y = [max(b["mae"], floor) for b in bins]
+    ax.plot(x, y, "o-", color="tab:red", label="bin MAE (equal counts)")
+    for xi, yi, b in zip(x, y, bins, strict=True):
+        ax.annotate(
+            f"{b['n']:,}",
+            (xi, yi),
+            fontsize="x-small",
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    lo = max(floor, min(x + y))
+    hi = max(x + y)
+    ax.plot(
+        [lo, hi], [lo, hi], color="black", lw=0.8, ls="--", label="|error| = spread"
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("spread of the members (kcal/mol)")
+    ax.set_ylabel("|error| of their mean (kcal/mol)")
+    ax.set_title("Test split: error against ensemble spread")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

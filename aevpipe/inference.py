@@ -37,11 +37,16 @@ class Potential:
         self energies were fitted on (see aevpipe.sae)."""
         return self.self_energy_fit.outside(element_counts(species, len(self.elements)))
 
+    @property
+    def members(self) -> int:
+        return self.model.members
+
     @torch.no_grad()
     def energies(self, species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-        """(n,) float64 Hartree for `species` (n, A) element indices and
-        `coordinates` (n, A, 3) Angstrom, all of one atom count. The AEVs come
-        from featurize's own `element_rows`, so they are the stored ones."""
+        """(members, n) float64 Hartree for `species` (n, A) element indices and
+        `coordinates` (n, A, 3) Angstrom, all of one atom count: each member's
+        (one row for a single model). The AEVs come from featurize's own
+        `element_rows`, so they are the stored ones."""
         rows = element_rows(
             self.computer,
             torch.from_numpy(species),

@@ -46,6 +46,7 @@ class LoadedBlock:
     counts: np.ndarray  # (n, n_elements) atoms of each element per conformation
     aev: list[np.ndarray | None]  # per element (rows, L) float32
     conf: list[np.ndarray | None]  # per element (rows,) int64, local conformation
+    key: np.ndarray  # (n,) int64 conformation key (see `conformation_key`)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Batch:
     n_atoms: torch.Tensor  # (B,) float32
     counts: torch.Tensor  # (B, n_elements) float64
     molecule: torch.Tensor  # (B,) int32 index into the store's molecules, on CPU
+    key: torch.Tensor  # (B,) int64 conformation key (see `conformation_key`), CPU
 
     @property
     def size(self) -> int:
@@ -81,6 +83,7 @@ class Batch:
             n_atoms=move(self.n_atoms),
             counts=move(self.counts),
             molecule=self.molecule,
+            key=self.key,
         )
 
 
@@ -134,6 +137,17 @@ def share_blocks(blocks: list[BlockRef], rank: int, world_size: int) -> list[Blo
     return [blocks[i] for i in sorted(mine)]
 
 
+def conformation_key(n_atoms: int, index: np.ndarray) -> np.ndarray:
+    """Keys of conformations `index` of the group of `n_atoms` atoms: where they
+    are in the store, in one int64 each."""
+    return (np.int64(n_atoms) << np.int64(32)) + index.astype(np.int64)
+
+
+def key_parts(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `conformation_key`: (atom counts, indices in their group)."""
+    return key >> np.int64(32), key & np.int64(0xFFFFFFFF)
+
+
 def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
     """Read one block: whole row ranges of each element array, decompressed."""
     a = ref.n_atoms
@@ -154,8 +168,9 @@ def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
         counts[:, e] = np.bincount(conf, minlength=n)
     energy = store.read(a, keys.ENERGY, None, ref.start, ref.stop)
     molecule = store.read(a, keys.MOLECULE, None, ref.start, ref.stop)
+    key = conformation_key(a, np.arange(ref.start, ref.stop))
     return LoadedBlock(
-        energy=energy, molecule=molecule, counts=counts, aev=aevs, conf=confs
+        energy=energy, molecule=molecule, counts=counts, aev=aevs, conf=confs, key=key
     )
 
 
@@ -168,11 +183,15 @@ class Window:
     counts: np.ndarray
     aev: list[np.ndarray | None]
     conf: list[np.ndarray | None]
+    key: np.ndarray
     buffer: np.ndarray  # flat float32 memory the `aev` arrays are views of
 
     @classmethod
     def load(
-        cls, store: ShardStore, refs: list[BlockRef], buffer: np.ndarray | None = None
+        cls,
+        store: ShardStore,
+        refs: list[BlockRef],
+        buffer: np.ndarray | None = None,
     ) -> Window:
         """Read blocks straight into preallocated window arrays: beyond the window,
         memory holds one block at a time. AEV rows go into `buffer` (an earlier
@@ -193,6 +212,7 @@ class Window:
                 for e, k in enumerate(rows)
             ],
             conf=[np.empty(k, np.int64) if k else None for k in rows],
+            key=np.empty(n, np.int64),
             buffer=buffer,
         )
         c, r = 0, [0] * n_el
@@ -200,6 +220,7 @@ class Window:
             block = load_block(store, ref)
             m = len(block.energy)
             window.energy[c : c + m] = block.energy
+            window.key[c : c + m] = block.key
             window.molecule[c : c + m] = block.molecule
             window.counts[c : c + m] = block.counts
             for e in range(n_el):
@@ -256,8 +277,8 @@ class ShardLoader:
         self.window_bytes = max(row_bytes, memory_limit // 2)
         self.buffers: list[np.ndarray | None] = [None, None]
         self.resident: Window | None = None
-        if total <= memory_limit:
-            self.resident = Window.load(store, self.blocks) if self.blocks else None
+        if total <= memory_limit and self.blocks:
+            self.resident = Window.load(store, self.blocks)
         self.peak_window_bytes = 0
 
     def __len__(self) -> int:
@@ -371,4 +392,5 @@ class ShardLoader:
                 n_atoms=torch.from_numpy(n_atoms[confs].astype(np.float32)),
                 counts=torch.from_numpy(w.counts[confs].astype(np.float64)),
                 molecule=torch.from_numpy(w.molecule[confs]),
+                key=torch.from_numpy(w.key[confs]),
             )

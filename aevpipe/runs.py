@@ -2,7 +2,8 @@
 
 config.json      resolved settings, the store it trained on, AEV parameters
 checkpoint.pt    everything to resume: model, optimiser, schedule, epoch, clock
-best.pt          the best model by validation RMSE, self-contained
+best.pt          the best model by validation RMSE (each ensemble member's own),
+                 self-contained
 history.jsonl    one line per epoch
 metrics.json     train/valid/test RMSE and MAE (kcal/mol) of the best model
 """
@@ -22,7 +23,7 @@ import torch
 from aevpipe.config import AEVParams
 from aevpipe.errors import RunError
 from aevpipe.folders import clear
-from aevpipe.model import ElementNetworks
+from aevpipe.model import ElementEnsemble, ElementNetworks
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -167,21 +168,28 @@ def load_tensors(path: Path, device: torch.device) -> dict[str, Any]:
         ) from None
 
 
-def load_best(run: Path, device: torch.device) -> tuple[ElementNetworks, dict]:
-    """The best model of a run and its payload (elements, AEV, self energies)."""
+def load_best(run: Path, device: torch.device) -> tuple[ElementEnsemble, dict]:
+    """The best model of a run (an ensemble of one or more members, each at its
+    own best epoch) and its payload (elements, AEV, self energies)."""
     if not (Path(run) / BEST).is_file():
         raise RunError(f"{run}: not a trained aevpipe run (no {BEST})")
     payload = load_tensors(Path(run) / BEST, device)
     try:
         aev = AEVParams.from_dict(payload["aev"])
-        model = ElementNetworks(
-            tuple(payload["elements"]),
-            aev.aev_length,
-            {k: tuple(v) for k, v in payload["hidden"].items()},
-            payload["activation"],
-        )
-        model.load_state_dict(payload["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        # "model": one member, as runs before ensembles wrote it.
+        states = payload["members"] if "members" in payload else [payload["model"]]
+        members = []
+        for state in states:
+            member = ElementNetworks(
+                tuple(payload["elements"]),
+                aev.aev_length,
+                {k: tuple(v) for k, v in payload["hidden"].items()},
+                payload["activation"],
+            )
+            member.load_state_dict(state)
+            members.append(member)
+        model = ElementEnsemble.of_members(members)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise RunError(
             f"{Path(run) / BEST}: not a model aevpipe wrote ({first_line(exc)})"
         ) from None

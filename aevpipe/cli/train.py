@@ -80,6 +80,18 @@ from aevpipe.cli.common import (
     "featurize's).",
 )
 @click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    help="Members trained together on every batch, differing by initial weights; "
+    "predict and the report give their mean and spread [default: 1].",
+)
+@click.option(
+    "--ensemble-folds",
+    is_flag=True,
+    help="ANI's scheme: member i validates on fold i of the training split and "
+    "trains on the rest (needs --ensemble 2 or more).",
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
@@ -103,6 +115,8 @@ def train(
     memory_limit,
     device,
     seed,
+    ensemble,
+    ensemble_folds,
     nproc,
     resume,
     overwrite,
@@ -115,6 +129,7 @@ def train(
       aevpipe train --shards data/aev --out data/runs/s01 --max-time 600
       aevpipe train --shards data/aev --out data/runs/s01 --resume
       aevpipe train --shards data/aev --preset seed
+      aevpipe train --shards data/aev --ensemble 8 --max-time 600
     """
     import json
     import time
@@ -132,6 +147,8 @@ def train(
         memory_limit=parse_bytes(memory_limit),
         device=device,
         seed=seed,
+        ensemble=ensemble,
+        ensemble_folds=ensemble_folds or None,
     )
     if out is None:
         if resume:

@@ -1,4 +1,5 @@
-"""Predict: energies of new geometries from a trained run, as CSV.
+"""Predict: energies of new geometries from a trained run, as CSV (an ensemble's
+members' mean, and their spread).
 
 Inputs are ANI-1-style HDF5 files (both layouts featurize reads) and XYZ files
 (single or multi-frame, Angstrom). Conformations go through the model in batches
@@ -34,6 +35,7 @@ COLUMNS = [
     "energy_pred_hartree",
     "outside_fit",  # 1: composition outside those the self energies were fitted on
 ]
+SPREAD = "energy_std_hartree"  # an ensemble's: its members' standard deviation
 REFERENCE = "energy_ref_hartree"
 
 
@@ -125,7 +127,13 @@ def predict(
     try:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(COLUMNS + ([REFERENCE] if with_reference else []))
+            spread = [SPREAD] if potential.members > 1 else []
+            writer.writerow(
+                COLUMNS[:6]
+                + spread
+                + COLUMNS[6:]
+                + ([REFERENCE] if with_reference else [])
+            )
             for path in files:
                 chunks = (_xyz_chunks if _is_xyz(path) else _hdf5_chunks)(
                     path, batch_atoms
@@ -153,7 +161,10 @@ def _write_chunk(
     species = species_indices(
         symbols, potential.elements, path, chunk.group or "frame", chunk.index
     )
-    energies = potential.energies(species, chunk.coordinates)
+    members = potential.energies(species, chunk.coordinates)
+    energies = members.mean(0)
+    # Unbiased, as TorchANI's query-by-committee spread.
+    spread = members.std(0, ddof=1) if len(members) > 1 else None
     outside = potential.outside_fit(species)
     n_atoms = symbols.shape[1]
     for k in range(len(energies)):
@@ -164,6 +175,7 @@ def _write_chunk(
             formula(chunk.symbols[k]),
             n_atoms,
             f"{energies[k]:.10f}",
+            *([] if spread is None else [f"{spread[k]:.10f}"]),
             int(outside[k]),
         ]
         if with_reference:

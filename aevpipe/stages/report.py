@@ -19,11 +19,12 @@ import torch
 from aevpipe import figures, keys, runs
 from aevpipe.aev import resolve_device
 from aevpipe.errors import RunError
-from aevpipe.loader import ShardLoader
+from aevpipe.loader import ShardLoader, key_parts
 from aevpipe.objective import evaluate
 from aevpipe.runs import load_best
 from aevpipe.sae import SelfEnergies
 from aevpipe.store import ShardStore
+from aevpipe.uncertainty import LargestSpread, rank_correlation, spread, spread_bins
 
 S01_SHA256 = "5d463ae53c74dc6fcac49494bc3201e9a4a59fad086023184b270348428f4b34"
 SEED_PROJECT = {
@@ -97,24 +98,34 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
     files = sorted({m["file"] for m in molecules})
     file_of = np.array([files.index(m["file"]) for m in molecules])
     per_split, per_file, per_molecule = {}, {}, {}
+    member_rmse = {}
     outside = np.zeros(len(molecules), bool)  # molecules outside the fit
-    test = {"molecule": [], "reference": [], "predicted": []}
+    test = {"molecule": [], "reference": [], "predicted": [], "spread": []}
+    largest = LargestSpread(len(molecules))
     for code, name in enumerate(keys.SPLIT_NAMES):
         by_mol = Sums.zeros(len(molecules))
 
-        def collect(batch, predicted, by_mol=by_mol, name=name):
+        def collect(batch, energies, by_mol=by_mol, name=name, code=code):
             mol = batch.molecule.numpy()
             outside[mol[fit.outside(batch.counts.numpy())]] = True
             ref = batch.energy.numpy()
-            pred = predicted.numpy()
-            by_mol.add(mol, (pred - ref) * keys.HARTREE_TO_KCALMOL)
+            pred = energies.mean(0).numpy()
+            err = (pred - ref) * keys.HARTREE_TO_KCALMOL
+            by_mol.add(mol, err)
+            if model.members > 1:
+                kcal = spread(energies.numpy()) * keys.HARTREE_TO_KCALMOL
+                largest.add(mol, batch.key.numpy(), kcal, err, code)
+                if name == "test":
+                    test["spread"].append(kcal)
             if name == "test":
                 test["molecule"].append(mol)
                 test["reference"].append(ref)
                 test["predicted"].append(pred)
 
         loader = ShardLoader(store, code, 4096, 1 << 30, sae, shuffle=False)
-        per_split[name] = evaluate(model, loader, dev, sae_t, collect).result()
+        errors = evaluate(model, loader, dev, sae_t, collect)
+        per_split[name] = errors.ensemble.result()
+        member_rmse[name] = [r["rmse_kcal_mol"] for r in errors.members.members()]
         by_file = Sums(
             np.bincount(file_of, by_mol.sq, len(files)),
             np.bincount(file_of, by_mol.ab, len(files)),
@@ -143,6 +154,9 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
     first_below_1 = next(
         (h["elapsed_s"] for h in history if h["valid_rmse_kcal_mol"] < 1.0), None
     )
+    ensemble = None
+    if model.members > 1:
+        ensemble = ensemble_summary(store, arrays, member_rmse, largest, model.members)
     return {
         "run": str(run),
         "store": str(store.path),
@@ -168,8 +182,47 @@ def build_report(run: Path, device: str = "auto") -> dict[str, Any]:
         "files": per_file,
         "molecules": per_molecule,
         "comparison": comparison,
+        "ensemble": ensemble,
         "_test": arrays,
         "_history": history,
+    }
+
+
+def ensemble_summary(
+    store: ShardStore,
+    test: dict[str, np.ndarray],
+    member_rmse: dict[str, list[float]],
+    largest: LargestSpread,
+    members: int,
+) -> dict[str, Any]:
+    """An ensemble's members' RMSE per split, how its spread on the test split
+    ranks and bins its errors, and each molecule's conformation of largest spread
+    (kcal/mol)."""
+    abs_error = np.abs(test["predicted"] - test["reference"]) * keys.HARTREE_TO_KCALMOL
+    seen = np.flatnonzero(np.isfinite(largest.spread))
+    n_atoms, position = key_parts(largest.key[seen])
+    rows = []
+    for mol, a, pos in zip(seen, n_atoms, position, strict=True):
+        m = store.molecules[mol]
+        index = store.read(int(a), keys.INDEX, None, int(pos), int(pos) + 1)[0]
+        rows.append(
+            {
+                "formula": m["formula"],
+                "file": m["file"],
+                "group": m["group"],
+                "index": int(index),
+                "split": keys.SPLIT_NAMES[largest.split[mol]],
+                "spread_kcal_mol": float(largest.spread[mol]),
+                "error_kcal_mol": float(largest.error[mol]),
+            }
+        )
+    rows.sort(key=lambda r: -r["spread_kcal_mol"])
+    return {
+        "members": members,
+        "member_rmse_kcal_mol": member_rmse,
+        "test_rank_correlation": rank_correlation(test["spread"], abs_error),
+        "test_spread_bins": spread_bins(test["spread"], abs_error),
+        "largest_spread": rows,
     }
 
 
@@ -277,6 +330,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {ta['what']} | n/a | {ta['best_valid_rmse_kcal_mol']} "
             f"(under 1 after ~{ta['valid_below_1_after_s']} s) | n/a |"
         )
+    if report.get("ensemble"):
+        lines += ensemble_markdown(report["ensemble"], report["splits"])
     lines += [
         "",
         "![learning curves](learning_curves.png)",
@@ -287,6 +342,57 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def ensemble_markdown(e: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """The report's ensemble section."""
+    names = list(splits)
+    lines = [
+        "",
+        f"## Ensemble of {e['members']} members",
+        "",
+        "RMSE (kcal/mol) of the members' mean and of each member.",
+        "",
+        "| model | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        "| mean of members | "
+        + " | ".join(_fmt(splits[n]["rmse_kcal_mol"]) for n in names)
+        + " |",
+    ]
+    for k in range(e["members"]):
+        rmse = [_fmt(e["member_rmse_kcal_mol"][n][k]) for n in names]
+        lines.append(f"| member {k} | " + " | ".join(rmse) + " |")
+    lines += [
+        "",
+        "Spread (standard deviation of the members' energies) against the error "
+        "of their mean, test split, in bins of equal count: rank correlation "
+        f"(Spearman) {_fmt(e['test_rank_correlation'])}.",
+        "",
+        "| spread from | to | conformations | mean spread | MAE | RMSE |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in e["test_spread_bins"]:
+        lines.append(
+            f"| {_fmt(b['spread_from'])} | {_fmt(b['spread_to'])} | {b['n']:,} | "
+            f"{_fmt(b['mean_spread'])} | {_fmt(b['mae'])} | {_fmt(b['rmse'])} |"
+        )
+    lines += [
+        "",
+        "![spread against error](spread_vs_error.png)",
+        "",
+        "Per molecule, the conformation of largest spread (index in its source "
+        "group; `aevpipe predict` gives every conformation's spread):",
+        "",
+        "| formula | file | group | index | split | spread | error |",
+        "|---|---|---|---:|---|---:|---:|",
+    ]
+    for r in e["largest_spread"]:
+        lines.append(
+            f"| {r['formula']} | {r['file']} | {r['group']} | {r['index']} | "
+            f"{r['split']} | {_fmt(r['spread_kcal_mol'])} | "
+            f"{_fmt(r['error_kcal_mol'])} |"
+        )
+    return lines
 
 
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
@@ -315,6 +421,14 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
         )
         figures.error_histogram(pred - ref, out / "error_histogram.png")
         written += [out / "parity.png", out / "error_histogram.png"]
+    if report.get("ensemble") and len(test["spread"]):
+        figures.spread_vs_error(
+            test["spread"],
+            np.abs(test["predicted"] - test["reference"]) * keys.HARTREE_TO_KCALMOL,
+            report["ensemble"]["test_spread_bins"],
+            out / "spread_vs_error.png",
+        )
+        written.append(out / "spread_vs_error.png")
     (out / "report.md").write_text(markdown(report))
     public = {k: v for k, v in report.items() if not k.startswith("_")}
     (out / "report.json").write_text(json.dumps(public, indent=1))

@@ -4,7 +4,9 @@ Self energies are fitted on the training split and subtracted; the loss is ANI's
 squared error scaled by atom count; validation RMSE drives the learning rate and
 early stopping (or a cosine schedule spans the time given); checkpoints make
 `--resume` land where an uninterrupted run would have been. AEVs are never
-recomputed.
+recomputed. An ensemble's members share every batch and are computed together;
+each keeps its own best epoch and stops on its own validation (its own fold of
+the training split with `ensemble_folds`); the run stops when all have.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ from aevpipe.errors import AevpipeError, RunError, SettingsError, StoreError
 from aevpipe.folders import only_writer
 from aevpipe.loader import ShardLoader
 from aevpipe.metrics import ErrorSums
-from aevpipe.model import ElementNetworks
-from aevpipe.objective import build_optimizer, evaluate, loss_fn
+from aevpipe.model import ElementEnsemble
+from aevpipe.objective import (
+    Evaluation,
+    build_optimizer,
+    evaluate,
+    fold_mask,
+    loss_fn,
+)
 from aevpipe.runs import load_best
 from aevpipe.sae import fit_self_energies
 from aevpipe.store import ShardStore
@@ -80,8 +88,14 @@ class Trainer:
         self.self_energies = fit_self_energies(store, TRAIN)
         self.sae = self.self_energies.values
         self.sae_t = torch.tensor(self.sae, dtype=torch.float64, device=device)
-        self.model = ElementNetworks(
-            store.elements, store.aev.aev_length, settings.hidden, settings.activation
+        self.members = settings.ensemble
+        self.folds = settings.ensemble_folds
+        self.model = ElementEnsemble(
+            store.elements,
+            store.aev.aev_length,
+            settings.hidden,
+            settings.activation,
+            self.members,
         ).to(device)
         self.forward = self.model
         if world.distributed:
@@ -99,8 +113,16 @@ class Trainer:
             patience=settings.lr_patience,
             threshold=0.0,
         )
-        self.state = {"epoch": 0, "best": math.inf, "best_epoch": 0, "elapsed": 0.0}
-        self.best: dict[str, Any] | None = None  # best.pt's payload, not yet written
+        k = self.members
+        self.state = {
+            "epoch": 0,
+            "best": [math.inf] * k,  # per member
+            "best_epoch": [0] * k,
+            "elapsed": 0.0,
+        }
+        # Each member's weights at its best epoch; best.pt is due when one changed.
+        self.best: list[dict[str, torch.Tensor] | None] = [None] * k
+        self.best_due = False
         self.saved_epoch = 0  # the epoch the checkpoint on disk holds
         self.checkpoint_due = 0.0  # perf_counter() time of the next checkpoint
         budget = settings.memory_limit
@@ -135,6 +157,8 @@ class Trainer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
             self.state = {k: ckpt["state"][k] for k in self.state}
             self.saved_epoch = self.state["epoch"]
+            best = runs.load_tensors(self.run / runs.BEST, self.device)
+            self.best = list(best["members"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = runs.first_line(exc)
             raise RunError(f"{path}: not a checkpoint of this run ({reason})") from None
@@ -158,9 +182,8 @@ class Trainer:
             "activation": self.settings.activation,
             "self_energies": self.sae.tolist(),
             "self_energy_fit": self.self_energies.to_dict(),
-            "model": {
-                k: v.detach().clone() for k, v in self.model.state_dict().items()
-            },
+            "members": list(self.best),
+            "member_epochs": list(self.state["best_epoch"]),
             "epoch": self.state["epoch"],
         }
 
@@ -188,12 +211,17 @@ class Trainer:
         ):
             for i, batch in enumerate(self.train_loader.epoch(epoch)):
                 b = batch.to(self.device)
-                predicted = self.forward(b.aev, b.conf, b.size)
-                loss = loss_fn(predicted, b.target, b.n_atoms)
+                predicted = self.forward(b.aev, b.conf, b.size)  # (members, B)
+                # With folds, member i does not train on fold i.
+                mask = (
+                    ~fold_mask(batch, self.members, self.device) if self.folds else None
+                )
+                loss = loss_fn(predicted, b.target, b.n_atoms, mask)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                sums.add(predicted.detach().double() + b.counts @ self.sae_t, b.energy)
+                mean = predicted.detach().double().mean(0)
+                sums.add(mean + b.counts @ self.sae_t, b.energy)
                 if self.on_batch is not None:
                     self.on_batch(epoch, i)
                 if self.progress:
@@ -217,23 +245,35 @@ class Trainer:
                 self._set_lr(cosine_lr(self.settings, state["elapsed"]))
             t0 = time.perf_counter()
             train_sums, timed_out = self.train_epoch(epoch, t0)
-            valid_sums = evaluate(
-                self.model, self.valid_loader, self.device, self.sae_t
-            )
+            valid = evaluate(self.model, self.valid_loader, self.device, self.sae_t)
             tr = train_sums.reduce().result()
-            va = valid_sums.reduce().result()
+            va = valid.reduce().ensemble.result()
+            scored = self.member_scores(valid)
             # Every rank takes the same decisions: the slowest clock, any time-out.
             seconds = all_max(time.perf_counter() - t0, self.device)
             timed_out = all_max(float(timed_out), self.device) > 0
             state["elapsed"] += seconds
-            score = va["rmse_kcal_mol"] if va["n"] else tr["rmse_kcal_mol"]
+            scores = [r["rmse_kcal_mol"] for r in scored.members()]
+            if not scored.result()["n"]:  # no validation data: the training error
+                scores = [tr["rmse_kcal_mol"]] * self.members
             lr = self.optimizer.param_groups[0]["lr"]
-            improved = score < state["best"]
+            improved = [
+                not self.stopped(k) and score < state["best"][k]
+                for k, score in enumerate(scores)
+            ]
             state["epoch"] = epoch
-            if improved:
-                state["best"], state["best_epoch"] = score, epoch
+            for k in range(self.members):
+                if improved[k]:
+                    state["best"][k], state["best_epoch"][k] = scores[k], epoch
+                    self.best[k] = self.model.member(k).state_dict()
+                    self.best_due = True
             if self.settings.lr_schedule == "plateau":
-                self.scheduler.step(score)
+                pooled = (
+                    scored.result()["rmse_kcal_mol"]
+                    if scored.result()["n"]
+                    else tr["rmse_kcal_mol"]
+                )
+                self.scheduler.step(pooled)
             record = {
                 "epoch": epoch,
                 "train_rmse_kcal_mol": tr["rmse_kcal_mol"],
@@ -245,20 +285,20 @@ class Trainer:
                 "epoch_seconds": seconds,
                 "elapsed_s": state["elapsed"],
             }
+            if self.members > 1:
+                record["member_valid_rmse_kcal_mol"] = scores
             if self.world.is_main:
                 runs.append_history(self.run, record)
-                if improved:
-                    self.best = self.model_payload()
                 if time.perf_counter() >= self.checkpoint_due:
                     self.save()
             now = time.perf_counter()
-            if improved or now - last_print > 2.0 or epoch == 1:
+            if any(improved) or now - last_print > 2.0 or epoch == 1:
                 last_print = now
                 self.echo(
                     f"epoch {epoch:5d}  train {tr['rmse_kcal_mol']:8.3f}  valid "
                     f"{va['rmse_kcal_mol']:8.3f} kcal/mol  lr {lr:.1e}  "
                     f"{record['conformations_per_s']:,.0f} conf/s  "
-                    f"{state['elapsed']:.0f} s" + ("  *" if improved else "")
+                    f"{state['elapsed']:.0f} s" + ("  *" if any(improved) else "")
                 )
             if timed_out:
                 reason = "max time"
@@ -267,13 +307,32 @@ class Trainer:
             self.save()
         return reason
 
+    def member_scores(self, valid: Evaluation) -> ErrorSums:
+        """Each member's validation errors: on the validation split, or with
+        folds on its own fold of the training split (a pass over it)."""
+        if not self.folds:
+            return valid.members
+        own = evaluate(
+            self.model, self.train_loader, self.device, self.sae_t, folds=True
+        )
+        return own.reduce().members
+
+    def stopped(self, k: int) -> bool:
+        """Whether member k has stopped early: its best epoch is final."""
+        s, state = self.settings, self.state
+        stalled = state["epoch"] - state["best_epoch"][k]
+        return (
+            bool(s.early_stop)
+            and s.lr_schedule != "cosine"
+            and (stalled >= s.early_stop)
+        )
+
     def stop_reason(self) -> str | None:
         """The stopping rule that holds after the epochs so far, or None."""
         s, state = self.settings, self.state
         if s.max_time and state["elapsed"] >= s.max_time:
             return "max time"
-        stalled = state["epoch"] - state["best_epoch"]
-        if s.early_stop and s.lr_schedule != "cosine" and stalled >= s.early_stop:
+        if state["epoch"] and all(self.stopped(k) for k in range(self.members)):
             return f"no better validation in {s.early_stop} epochs"
         lr = self.optimizer.param_groups[0]["lr"]
         if s.lr_schedule == "plateau" and lr < s.min_lr:
@@ -293,9 +352,9 @@ class Trainer:
         if self.saved_epoch == self.state["epoch"]:
             return
         t0 = time.perf_counter()
-        if self.best is not None:
-            runs.save_torch(self.run / runs.BEST, self.best)
-            self.best = None
+        if self.best_due:
+            runs.save_torch(self.run / runs.BEST, self.model_payload())
+            self.best_due = False
         runs.save_torch(
             self.run / runs.CHECKPOINT,
             {
@@ -386,7 +445,8 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
     metrics = final_metrics(run, store, device, settings, trainer.sae_t, world)
     metrics["run"] = {
         "epochs": state["epoch"],
-        "best_epoch": state["best_epoch"],
+        "best_epoch": max(state["best_epoch"]),
+        "member_best_epochs": state["best_epoch"],
         "train_seconds": state["elapsed"],
         "device": str(device),
         "processes": world.world_size,
@@ -397,7 +457,8 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
     if world.is_main:
         runs.write_json(run / runs.METRICS, metrics)
     barrier()
-    return TrainResult(run, state["epoch"], state["best_epoch"], metrics, stop_reason)
+    best_epoch = max(state["best_epoch"])
+    return TrainResult(run, state["epoch"], best_epoch, metrics, stop_reason)
 
 
 def cosine_lr(s: TrainSettings, elapsed: float) -> float:
@@ -413,10 +474,12 @@ def cosine_lr(s: TrainSettings, elapsed: float) -> float:
 def final_metrics(
     run, store, device, settings, sae_t, world: World | None = None
 ) -> dict[str, Any]:
-    """Train/valid/test errors of the best model, each split once (shared by rank)."""
+    """Train/valid/test errors of the best model (of the members' mean), each
+    split once (shared by rank); an ensemble's members' under "members"."""
     world = world or World()
     model, _ = load_best(run, device)
-    out = {}
+    out: dict[str, Any] = {}
+    members = {}
     for name in keys.SPLIT_NAMES:
         loader = ShardLoader(
             store,
@@ -428,5 +491,9 @@ def final_metrics(
             rank=world.rank,
             world_size=world.world_size,
         )
-        out[name] = evaluate(model, loader, device, sae_t).reduce().result()
+        errors = evaluate(model, loader, device, sae_t).reduce()
+        out[name] = errors.ensemble.result()
+        members[name] = errors.members.members()
+    if model.members > 1:
+        out["members"] = members
     return out

@@ -32,6 +32,19 @@ def test_two_processes_reach_the_same_band_as_one(store, tmp_path):
     assert 0.4 < ratio < 2.5, (one["valid"], two["valid"])
 
 
+def test_an_ensemble_with_folds_trains_under_two_processes(store, tmp_path):
+    settings = load_train_settings(
+        **{**SMALL, "max_epochs": 3}, ensemble=2, ensemble_folds=True
+    )
+    spawn(2, train, store, tmp_path / "two", settings, False, False, False)
+    metrics = json.loads((tmp_path / "two" / runs.METRICS).read_text())
+    for split in ("train", "valid", "test"):
+        members = metrics["members"][split]
+        assert [m["n"] for m in members] == [metrics[split]["n"]] * 2
+    history = runs.read_history(tmp_path / "two")
+    assert all(len(h["member_valid_rmse_kcal_mol"]) == 2 for h in history)
+
+
 def test_cli_nproc_error_is_one_line(store, tmp_path):
     run = tmp_path / "run"
     train(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from aevpipe import keys
@@ -115,3 +116,52 @@ def test_model_sums_atomic_energies():
     h, c = model.nets["H"](aev["H"]).squeeze(-1), model.nets["C"](aev["C"]).squeeze(-1)
     expected = torch.stack([h[:2].sum() + c[0], h[2:].sum() + c[1]])
     torch.testing.assert_close(out, expected)
+
+
+def test_an_ensemble_computes_each_member_as_a_model_of_its_own():
+    from aevpipe.model import ElementEnsemble
+
+    torch.manual_seed(0)
+    ensemble = ElementEnsemble(("H", "C"), 8, {"H": (4,), "C": (5, 3)}, members=3)
+    aev = {"H": torch.randn(7, 8), "C": torch.randn(3, 8)}
+    conf = {"H": torch.tensor([0, 0, 1, 1, 2, 2, 2]), "C": torch.tensor([0, 1, 2])}
+    out = ensemble(aev, conf, 3)
+    assert out.shape == (3, 3)
+    members = [ensemble.member(k) for k in range(3)]
+    for k, member in enumerate(members):
+        torch.testing.assert_close(member(aev, conf, 3), out[k])
+    # Members differ; rebuilt from its members, in another order, it is the same.
+    assert not torch.allclose(out[0], out[1])
+    again = ElementEnsemble.of_members([members[2], members[0]])
+    torch.testing.assert_close(again(aev, conf, 3), out[[2, 0]])
+
+
+def test_the_loss_is_each_members_own_on_its_own_conformations():
+    from aevpipe.objective import fold_of, loss_fn
+
+    predicted = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    target, atoms = torch.zeros(3), torch.tensor([1.0, 4.0, 1.0])
+    per = torch.tensor([[1.0, 2.0, 9.0], [0.0, 0.0, 0.0]])  # squared / sqrt(atoms)
+    torch.testing.assert_close(loss_fn(predicted, target, atoms), per.mean(1).sum())
+    mask = torch.tensor([[True, False, True], [True, True, True]])
+    torch.testing.assert_close(
+        loss_fn(predicted, target, atoms, mask), torch.tensor(5.0)
+    )
+    keys = np.arange(10_000, dtype=np.int64) + (np.int64(7) << np.int64(32))
+    folds = fold_of(keys, 5)
+    assert (fold_of(keys, 5) == folds).all()  # the same every time
+    assert np.bincount(folds, minlength=5).min() > 1800  # about 2,000 each
+
+
+def test_spread_statistics():
+    from aevpipe.uncertainty import rank_correlation, spread, spread_bins
+
+    energies = np.array([[1.0, 2.0, 0.0], [3.0, 2.0, 0.0]])
+    np.testing.assert_allclose(spread(energies), [np.sqrt(2), 0, 0])
+    x = np.arange(100.0)
+    assert rank_correlation(x, x**3) == pytest.approx(1.0)
+    assert rank_correlation(x, -x) == pytest.approx(-1.0)
+    bins = spread_bins(x, 2 * x, bins=4)
+    assert [b["n"] for b in bins] == [25] * 4
+    assert bins[0]["spread_from"] == 0 and bins[-1]["spread_to"] == 99
+    assert bins[1]["mae"] == pytest.approx(2 * np.mean(np.arange(25, 50)))
