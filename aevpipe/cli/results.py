@@ -46,7 +46,8 @@ def report(run_dir, runs_root, out, fmt, device):
     """
     import json
 
-    from aevpipe.stages.report import build_report, latest_run, markdown, write_report
+    from aevpipe.report_markdown import markdown
+    from aevpipe.stages.report import build_report, latest_run, write_report
 
     run = Path(run_dir) if run_dir else latest_run(Path(runs_root))
     result = build_report(run, device)

@@ -139,7 +139,7 @@ def test_ctrl_c_in_featurize_says_how_to_go_on(
 
 def test_ctrl_c_in_train_says_how_to_go_on(runner, store, tmp_path, monkeypatch):
     from aevpipe import runs
-    from aevpipe.stages.train import Trainer
+    from aevpipe.trainer import Trainer
 
     real_epoch = Trainer.train_epoch
 

@@ -356,7 +356,7 @@ def test_a_refused_train_leaves_no_run_directory(release_file, tmp_path):
 def test_a_timed_run_anneals_its_learning_rate_within_the_time(store, tmp_path):
     """With --max-time the rate falls along a cosine of the time spent: each epoch's
     rate is the cosine at the clock when it began, and no early stop cuts it."""
-    from aevpipe.stages.train import cosine_lr
+    from aevpipe.trainer import cosine_lr
 
     s = settings(max_time=3.0, early_stop=1)
     result = train(store, tmp_path / "run", s, progress=False, echo=quiet)

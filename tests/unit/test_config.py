@@ -102,7 +102,7 @@ def test_train_settings_of_the_wrong_kind_are_one_error(tmp_path, bad, message):
 
 
 def test_the_schedule_follows_the_time_limit():
-    from aevpipe.stages.train import cosine_lr
+    from aevpipe.trainer import cosine_lr
 
     assert load_train_settings().lr_schedule == "plateau"
     timed = load_train_settings(max_time=100.0)
