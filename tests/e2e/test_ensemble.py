@@ -107,7 +107,9 @@ def test_a_killed_ensemble_resumes_to_the_uninterrupted_run(store, tmp_path):
         train(store, part, settings, progress=False, echo=quiet, on_batch=kill)
     train(store, part, settings, resume=True, progress=False, echo=quiet)
     a, b = runs.read_metrics(full), runs.read_metrics(part)
-    assert a["members"] == b["members"]
+    for split in ("train", "valid", "test"):  # to rounding: see test_train
+        for x, y in zip(a["members"][split], b["members"][split], strict=True):
+            assert x == pytest.approx(y, rel=1e-5)
     assert a["run"]["member_best_epochs"] == b["run"]["member_best_epochs"]
 
 

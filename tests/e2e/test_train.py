@@ -335,11 +335,16 @@ def test_a_killed_train_resumes_to_the_uninterrupted_run(
     train(store, run, settings(max_epochs=8), resume=True, progress=False, echo=quiet)
     a, b = runs.read_history(full), runs.read_history(run)
     assert [h["epoch"] for h in b] == list(range(1, 9))
+    # float32 GEMMs in another process may round differently (BLAS kernels chosen
+    # by memory alignment): equal to 1e-5, where a lost or repeated epoch moves
+    # the errors by percents.
     for x, y in zip(a, b, strict=True):
-        assert x["valid_rmse_kcal_mol"] == pytest.approx(y["valid_rmse_kcal_mol"])
+        assert x["valid_rmse_kcal_mol"] == pytest.approx(
+            y["valid_rmse_kcal_mol"], rel=1e-5
+        )
     metrics = [json.loads((r / runs.METRICS).read_text()) for r in (full, run)]
     for split in ("train", "valid", "test"):
-        assert metrics[0][split] == pytest.approx(metrics[1][split])
+        assert metrics[0][split] == pytest.approx(metrics[1][split], rel=1e-5)
 
 
 def test_a_refused_train_leaves_no_run_directory(release_file, tmp_path):
