@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aevpipe.aev import build_aev_computer, element_rows
+from aevpipe.aev import batch_conformations, build_aev_computer, element_rows
 from aevpipe.config import AEVParams
 from aevpipe.loader import element_counts
 from aevpipe.runs import load_best
@@ -59,3 +59,28 @@ class Potential:
         atomic = self.model(aev, conf, len(species)).double().cpu().numpy()
         counts = element_counts(species, len(self.elements))
         return atomic + counts @ self.self_energies
+
+    def forces(self, species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
+        """(n, A, 3) float64 Hartree/Angstrom: minus the gradient of the members'
+        mean energy, for conformations as in `energies`. The AEVs come from the
+        same AEVComputer calls as `element_rows` makes, with autograd on."""
+        n, a = species.shape
+        step = batch_conformations(a)
+        out = np.empty((n, a, 3))
+        for i in range(0, n, step):
+            j = min(n, i + step)
+            s = torch.from_numpy(species[i:j]).to(self.device, torch.long)
+            xyz = torch.tensor(coordinates[i:j], dtype=torch.float32)
+            xyz = xyz.to(self.device).requires_grad_(True)
+            aevs = self.computer(s, xyz).view(-1, self.computer.out_dim)
+            flat = s.view(-1)
+            aev, conf = {}, {}
+            for e, element in enumerate(self.elements):
+                atoms = (flat == e).nonzero()[:, 0]
+                if len(atoms):
+                    aev[element] = aevs.index_select(0, atoms)
+                    conf[element] = atoms // a
+            energy = self.model(aev, conf, j - i).mean(0).sum()
+            (grad,) = torch.autograd.grad(energy, xyz)
+            out[i:j] = -grad.double().cpu().numpy()
+        return out

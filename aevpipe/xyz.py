@@ -1,4 +1,5 @@
-"""Reader of XYZ files, single or multi-frame, coordinates in Angstrom. No torch."""
+"""Reader of XYZ files, single or multi-frame, coordinates in Angstrom, elements
+as symbols or atomic numbers; the comment line is kept as it is. No torch."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aevpipe.elements import symbol_of
 from aevpipe.errors import InputError
 
 
@@ -62,7 +64,7 @@ def _frames(path: str) -> Iterator[Frame]:
                         f"atom line {k + 1} of {n} is "
                         "missing or has fewer than 4 fields",
                     )
-                symbols.append(parts[0].capitalize())
+                symbols.append(_symbol(path, where, k, n, parts[0]))
                 try:
                     coords.append([float(x) for x in parts[1:4]])
                 except ValueError:
@@ -74,3 +76,15 @@ def _frames(path: str) -> Iterator[Frame]:
                 raise InputError(path, where, "coordinates are NaN or infinite")
             yield Frame(index, symbols, xyz, comment)
             index += 1
+
+
+def _symbol(path: str, where: str, k: int, n: int, text: str) -> str:
+    """An atom line's element: a symbol (any case) or an atomic number."""
+    if not text.isdigit():
+        return text.capitalize()
+    try:
+        return symbol_of(int(text))
+    except ValueError:
+        raise InputError(
+            path, where, f"atom line {k + 1} of {n}: unknown atomic number {text}"
+        ) from None

@@ -64,11 +64,29 @@ def report(run_dir, runs_root, out, fmt, device):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("files", nargs=-1, required=True)
 @click.option(
+    "-o",
     "--out",
-    type=click.Path(dir_okay=False),
     default=None,
-    help="CSV to write [default: RUN_DIR/predictions.csv].",
+    help="File to write, - for standard output [default: RUN_DIR/predictions.csv].",
 )
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "extxyz"]),
+    default=None,
+    help="Output format [default: extxyz for an --out ending .xyz or .extxyz, "
+    "else csv].",
+)
+@click.option(
+    "-u",
+    "--units",
+    type=click.Choice(["hartree", "kcal/mol", "eV"]),
+    default="hartree",
+    show_default=True,
+    help="Energy unit (forces: this unit per Angstrom).",
+)
+@click.option("--forces", is_flag=True, help="Also write forces on every atom.")
 @click.option(
     "--batch-atoms",
     type=click.IntRange(min=1),
@@ -78,23 +96,30 @@ def report(run_dir, runs_root, out, fmt, device):
 )
 @device_option
 @clean_errors
-def predict(run_dir, files, out, batch_atoms, device):
-    """Energies of new geometries (ANI-1 HDF5 or XYZ FILES) from a trained run.
+def predict(run_dir, files, out, fmt, units, forces, batch_atoms, device):
+    """Energies (and forces) of new geometries from a trained run.
 
     \b
-    Columns: source,group,index,formula,n_atoms,energy_pred_hartree,
+    FILES: ANI-1 HDF5, XYZ (symbols or atomic numbers), or anything ase.io
+    reads (extended XYZ, PDB, ...).
+    CSV columns: source,group,index,formula,n_atoms,energy_pred_<unit> (an
+    ensemble's members' mean, then energy_std_<unit>, their spread),
     outside_fit (1 where the composition lies outside those the self
-    energies were fitted on), and energy_ref_hartree when an input carries
-    energies.
+    energies were fitted on), energy_ref_<unit> when an input carries
+    energies, comment (XYZ and ASE inputs), forces_<unit>_per_angstrom with
+    --forces (x y z of each atom). Extended XYZ: the same values per frame.
     Example:
       aevpipe predict data/runs/s01 ani_gdb_s02.h5 --out s02.csv
-      aevpipe predict data/runs/s01 trajectory.xyz --out traj.csv
+      aevpipe predict data/runs/s01 traj.xyz --forces -u kcal/mol -o traj.extxyz
+      aevpipe predict data/runs/s01 water.pdb -o -
     """
     from aevpipe.stages.predict import predict as run
 
     out = out or str(Path(run_dir) / "predictions.csv")
-    done = run(Path(run_dir), list(files), Path(out), device, batch_atoms)
-    click.echo(f"{done.rows:,} energies written to {out}")
+    done = run(Path(run_dir), list(files), out, device, batch_atoms, forces, units, fmt)
+    where = "standard output" if out == "-" else out
+    # Status goes to standard error when the predictions go to standard output.
+    click.echo(f"{done.rows:,} predictions written to {where}", err=out == "-")
     if done.outside_fit:
         click.echo(
             f"warning: {done.outside_fit:,} of them have compositions outside "

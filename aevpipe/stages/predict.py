@@ -1,19 +1,24 @@
-"""Predict: energies of new geometries from a trained run, as CSV (an ensemble's
-members' mean, and their spread).
+"""Predict: energies (and forces) of new geometries from a trained run.
 
-Inputs are ANI-1-style HDF5 files (both layouts featurize reads) and XYZ files
-(single or multi-frame, Angstrom). Conformations go through the model in batches
-of about `batch_atoms` atoms, so memory stays bounded; the CSV is written to a
-temporary file and moved into place at the end.
+Inputs are ANI-1-style HDF5 files (both layouts featurize reads), XYZ files
+(single or multi-frame, Angstrom; aevpipe's own reader, which keeps the comment
+line as it is and takes atomic numbers too) and anything else `ase.io` reads
+(extended XYZ, PDB, ...). An ensemble gives its members' mean and their spread.
+Conformations go through the model in batches of about `batch_atoms` atoms, so
+memory stays bounded. Output is CSV or extended XYZ, to a file (written to a
+temporary file and moved into place at the end) or to standard output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import h5py
 import numpy as np
@@ -21,22 +26,21 @@ import numpy as np
 from aevpipe.aev import resolve_device
 from aevpipe.ani1 import ANI1File
 from aevpipe.elements import formula
-from aevpipe.errors import InputError, output_folder
+from aevpipe.errors import InputError, SettingsError, output_folder
 from aevpipe.inference import Potential
+from aevpipe.keys import HARTREE_TO_EV, HARTREE_TO_KCALMOL
 from aevpipe.units import species_indices
-from aevpipe.xyz import read_frames
+from aevpipe.xyz import Frame, read_frames
 
-COLUMNS = [
-    "source",
-    "group",
-    "index",
-    "formula",
-    "n_atoms",
-    "energy_pred_hartree",
-    "outside_fit",  # 1: composition outside those the self energies were fitted on
-]
-SPREAD = "energy_std_hartree"  # an ensemble's: its members' standard deviation
-REFERENCE = "energy_ref_hartree"
+# Energy unit -> (column suffix, factor from Hartree). Forces are that unit per
+# Angstrom.
+UNITS = {
+    "hartree": ("hartree", 1.0),
+    "kcal/mol": ("kcal_mol", HARTREE_TO_KCALMOL),
+    "eV": ("ev", HARTREE_TO_EV),
+}
+FORMATS = ("csv", "extxyz")
+STDOUT = "-"
 
 
 @dataclass
@@ -49,12 +53,14 @@ class Chunk:
     symbols: list[list[str]]  # (n, A)
     coordinates: np.ndarray  # (n, A, 3)
     energies: np.ndarray | None  # (n,) Hartree, when the source carries them
+    comments: list[str] | None = None  # per frame, XYZ and ASE inputs
 
 
-def _is_xyz(path: str) -> bool:
-    return Path(path).suffix.lower() == ".xyz" or (
-        Path(path).is_file() and not h5py.is_hdf5(path)
-    )
+def _kind(path: str) -> str:
+    """ "hdf5", "xyz" (aevpipe's reader) or "ase"."""
+    if Path(path).suffix.lower() == ".xyz":
+        return "xyz"
+    return "hdf5" if h5py.is_hdf5(path) else "ase"
 
 
 def _hdf5_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
@@ -74,7 +80,29 @@ def _hdf5_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
                 )
 
 
-def _xyz_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
+def _ase_frames(path: str) -> Iterator[Frame]:
+    """Frames that `ase.io` reads from `path`; the comment is ASE's info."""
+    import ase.io
+
+    try:
+        for i, atoms in enumerate(ase.io.iread(path, index=":")):
+            if atoms.pbc.any():
+                raise InputError(path, f"frame {i}", "periodic cells are not supported")
+            comment = " ".join(f"{k}={v}" for k, v in atoms.info.items())
+            positions = atoms.positions.astype(np.float32)
+            if not np.isfinite(positions).all():
+                raise InputError(path, f"frame {i}", "coordinates are NaN or infinite")
+            yield Frame(i, atoms.get_chemical_symbols(), positions, comment)
+    except InputError:
+        raise
+    except Exception as exc:  # ASE raises many kinds for files it cannot read
+        text = str(exc).strip().splitlines()
+        raise InputError(
+            path, None, f"ase.io cannot read it ({text[-1] if text else exc!r})"
+        ) from None
+
+
+def _frame_chunks(path: str, batch_atoms: int, frames) -> Iterator[Chunk]:
     pending: list = []
 
     def flush() -> Chunk:
@@ -85,9 +113,10 @@ def _xyz_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
             [f.symbols for f in pending],
             np.stack([f.coordinates for f in pending]),
             None,
+            [f.comment for f in pending],
         )
 
-    for frame in read_frames(path):
+    for frame in frames:
         if pending and (
             len(frame.symbols) != len(pending[0].symbols)
             or len(pending) * len(frame.symbols) >= batch_atoms
@@ -97,6 +126,15 @@ def _xyz_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
         pending.append(frame)
     if pending:
         yield flush()
+
+
+def read_chunks(path: str, batch_atoms: int) -> Iterator[Chunk]:
+    """Conformations of one input file, in chunks of one atom count."""
+    kind = _kind(path)
+    if kind == "hdf5":
+        return _hdf5_chunks(path, batch_atoms)
+    frames = read_frames(path) if kind == "xyz" else _ase_frames(path)
+    return _frame_chunks(path, batch_atoms, frames)
 
 
 @dataclass
@@ -110,76 +148,174 @@ class Predicted:
 def predict(
     run: Path,
     files: list[str],
-    out: Path,
+    out: Path | str,
     device: str = "auto",
     batch_atoms: int = 65536,
+    forces: bool = False,
+    units: str = "hartree",
+    fmt: str | None = None,
 ) -> Predicted:
-    """Write predictions for every conformation of `files` to `out`."""
-    potential = Potential(Path(run), resolve_device(device))
+    """Write predictions for every conformation of `files` to `out` (a path, or
+    "-" for standard output), as `fmt` (csv or extxyz; by default from the
+    suffix of `out`: .xyz and .extxyz are extended XYZ, anything else CSV)."""
+    if units not in UNITS:
+        raise SettingsError(f"unknown unit {units!r}; choose from {list(UNITS)}")
+    fmt = fmt or (
+        "extxyz" if Path(str(out)).suffix.lower() in (".xyz", ".extxyz") else "csv"
+    )
+    if fmt not in FORMATS:
+        raise SettingsError(f"unknown output format {fmt!r}; choose from {FORMATS}")
     for path in files:
         if not Path(path).is_file():
             raise InputError(path, None, "no such file")
-    with_reference = any(not _is_xyz(p) for p in files)
-    out = Path(out)
-    output_folder(out)
-    tmp = out.with_name(out.name + ".tmp")
+    potential = Potential(Path(run), resolve_device(device))
+    columns = Columns(
+        units,
+        spread=potential.members > 1,
+        reference=any(_kind(p) == "hdf5" for p in files),
+        comment=any(_kind(p) != "hdf5" for p in files),
+        forces=forces,
+    )
     done = Predicted()
-    try:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            spread = [SPREAD] if potential.members > 1 else []
-            writer.writerow(
-                COLUMNS[:6]
-                + spread
-                + COLUMNS[6:]
-                + ([REFERENCE] if with_reference else [])
-            )
-            for path in files:
-                chunks = (_xyz_chunks if _is_xyz(path) else _hdf5_chunks)(
-                    path, batch_atoms
-                )
-                before = done.rows
-                for chunk in chunks:
-                    _write_chunk(writer, potential, path, chunk, with_reference, done)
-                if done.rows == before:
-                    raise InputError(path, None, "holds no conformations")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _output(out) as fh:
+        writer = (CsvRows if fmt == "csv" else ExtxyzFrames)(fh, columns)
+        for path in files:
+            before = done.rows
+            for chunk in read_chunks(path, batch_atoms):
+                _predict_chunk(writer, potential, path, chunk, columns, done)
+            if done.rows == before:
+                raise InputError(path, None, "holds no conformations")
     return done
 
 
-def _write_chunk(
-    writer,
-    potential: Potential,
-    path: str,
-    chunk: Chunk,
-    with_reference: bool,
-    done: Predicted,
+@contextlib.contextmanager
+def _output(out: Path | str) -> Iterator[TextIO]:
+    """Standard output, or a temporary file moved to `out` once complete."""
+    if str(out) == STDOUT:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    out = Path(out)
+    output_folder(out)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            yield fh
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Columns:
+    """What each prediction holds, and its names in the chosen unit."""
+
+    units: str
+    spread: bool  # an ensemble: its members' standard deviation
+    reference: bool  # inputs that carry energies
+    comment: bool  # inputs with comment lines
+    forces: bool
+
+    @property
+    def suffix(self) -> str:
+        return UNITS[self.units][0]
+
+    def names(self) -> list[str]:
+        u = self.suffix
+        return [
+            "source",
+            "group",
+            "index",
+            "formula",
+            "n_atoms",
+            f"energy_pred_{u}",
+            *([f"energy_std_{u}"] if self.spread else []),
+            "outside_fit",  # 1: composition outside the self energies' fit
+            *([f"energy_ref_{u}"] if self.reference else []),
+            *(["comment"] if self.comment else []),
+            *([f"forces_{u}_per_angstrom"] if self.forces else []),
+        ]
+
+
+def _predict_chunk(
+    writer, potential: Potential, path: str, chunk: Chunk, columns: Columns, done
 ) -> None:
     symbols = np.asarray(chunk.symbols)
     species = species_indices(
         symbols, potential.elements, path, chunk.group or "frame", chunk.index
     )
-    members = potential.energies(species, chunk.coordinates)
-    energies = members.mean(0)
+    factor = UNITS[columns.units][1]
+    members = potential.energies(species, chunk.coordinates) * factor
     # Unbiased, as TorchANI's query-by-committee spread.
     spread = members.std(0, ddof=1) if len(members) > 1 else None
+    forces = (
+        potential.forces(species, chunk.coordinates) * factor
+        if columns.forces
+        else None
+    )
     outside = potential.outside_fit(species)
-    n_atoms = symbols.shape[1]
-    for k in range(len(energies)):
-        row = [
-            chunk.source,
-            chunk.group,
-            int(chunk.index[k]),
-            formula(chunk.symbols[k]),
-            n_atoms,
-            f"{energies[k]:.10f}",
-            *([] if spread is None else [f"{spread[k]:.10f}"]),
-            int(outside[k]),
-        ]
-        if with_reference:
-            row.append("" if chunk.energies is None else f"{chunk.energies[k]:.10f}")
-        writer.writerow(row)
-    done.rows += len(energies)
+    u = columns.suffix
+    for k in range(len(species)):
+        row: dict[str, Any] = {
+            "source": chunk.source,
+            "group": chunk.group,
+            "index": int(chunk.index[k]),
+            "formula": formula(chunk.symbols[k]),
+            "n_atoms": symbols.shape[1],
+            f"energy_pred_{u}": float(members[:, k].mean()),
+            "outside_fit": int(outside[k]),
+        }
+        if spread is not None:
+            row[f"energy_std_{u}"] = float(spread[k])
+        if columns.reference:
+            ref = chunk.energies
+            row[f"energy_ref_{u}"] = None if ref is None else float(ref[k]) * factor
+        if columns.comment:
+            row["comment"] = chunk.comments[k] if chunk.comments else ""
+        if forces is not None:
+            row[f"forces_{u}_per_angstrom"] = forces[k]
+        writer.write(row, chunk.symbols[k], chunk.coordinates[k])
+    done.rows += len(species)
     done.outside_fit += int(outside.sum())
+
+
+class CsvRows:
+    """One CSV row a conformation; forces as 3 x atoms numbers, space-separated."""
+
+    def __init__(self, fh: TextIO, columns: Columns):
+        self.names = columns.names()
+        self.writer = csv.writer(fh)
+        self.writer.writerow(self.names)
+
+    def write(self, row: dict[str, Any], symbols, coordinates) -> None:
+        self.writer.writerow([_text(row.get(name)) for name in self.names])
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.10f}"
+    if isinstance(value, np.ndarray):
+        return " ".join(f"{x:.8f}" for x in value.ravel())
+    return str(value)
+
+
+class ExtxyzFrames:
+    """One extended-XYZ frame a conformation: the row's values in its comment
+    line (key=value), forces as per-atom columns."""
+
+    def __init__(self, fh: TextIO, columns: Columns):
+        self.fh = fh
+        self.forces = f"forces_{columns.suffix}_per_angstrom"
+
+    def write(self, row: dict[str, Any], symbols, coordinates) -> None:
+        from ase import Atoms
+        from ase.io.extxyz import write_xyz
+
+        atoms = Atoms(symbols=symbols, positions=np.asarray(coordinates, np.float64))
+        forces = row.pop(self.forces, None)
+        if forces is not None:
+            atoms.arrays[self.forces] = np.asarray(forces, np.float64)
+        atoms.info.update({k: v for k, v in row.items() if v is not None})
+        write_xyz(self.fh, atoms)

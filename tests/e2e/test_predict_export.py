@@ -125,6 +125,69 @@ def test_predict_xyz_equals_hdf5(run, release_file, tmp_path):
     )
 
 
+def test_predict_forces_units_and_extended_xyz(run, release_file, tmp_path):
+    """Forces are minus the gradient of the predicted energy, the same as the ASE
+    calculator's; units scale both; extended XYZ keeps the comment and reads back
+    in ASE; a PDB goes in through ase.io; - writes to standard output."""
+    import ase.io
+
+    from aevpipe.ase import Calculator
+    from aevpipe.keys import HARTREE_TO_EV
+
+    with ANI1File(release_file) as f:
+        a = f.read("/gdb11_s01/gdb11_s01-2", 0, 3)  # H2O
+    xyz = tmp_path / "water.xyz"
+    with open(xyz, "w") as fh:
+        for i in range(3):
+            fh.write(f"3\nframe {i} of a scan\n")
+            for s, (x, y, z) in zip(a.symbols[i], a.coordinates[i], strict=True):
+                number = {"O": 8, "H": 1}[s]  # atomic numbers, as some tools write
+                fh.write(f"{number} {x:.8f} {y:.8f} {z:.8f}\n")
+    runner = CliRunner()
+    out = tmp_path / "w.extxyz"
+    args = ["predict", str(run), str(xyz), "--forces", "-u", "eV", "-o", str(out)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    frames = ase.io.read(out, index=":")
+    assert [f.info["comment"] for f in frames] == [
+        f"frame {i} of a scan" for i in range(3)
+    ]
+    calc = Calculator(run, dtype=torch.float32)
+    for frame in frames:
+        atoms = frame.copy()
+        atoms.calc = calc
+        assert frame.info["energy_pred_ev"] == pytest.approx(
+            atoms.get_potential_energy(), abs=1e-4
+        )
+        np.testing.assert_allclose(
+            frame.arrays["forces_ev_per_angstrom"], atoms.get_forces(), atol=1e-4
+        )
+    kcal = runner.invoke(
+        cli, ["predict", str(run), str(xyz), "--forces", "-u", "kcal/mol", "-o", "-"]
+    )
+    assert kcal.exit_code == 0, kcal.output
+    rows = list(csv.DictReader(kcal.stdout.splitlines()))
+    assert len(rows) == 3 and "predictions written" in kcal.stderr
+    scale = HARTREE_TO_KCALMOL / HARTREE_TO_EV
+    np.testing.assert_allclose(
+        [float(r["energy_pred_kcal_mol"]) for r in rows],
+        [f.info["energy_pred_ev"] * scale for f in frames],
+        rtol=1e-9,
+    )
+    forces = np.array([r["forces_kcal_mol_per_angstrom"].split() for r in rows], float)
+    np.testing.assert_allclose(
+        forces.reshape(3, 3, 3),
+        [f.arrays["forces_ev_per_angstrom"] * scale for f in frames],
+        atol=1e-5,
+    )
+    pdb = tmp_path / "water.pdb"
+    ase.io.write(pdb, frames[0])
+    result = runner.invoke(cli, ["predict", str(run), str(pdb), "-o", "-"])
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(result.stdout.splitlines())
+    assert row["formula"] == "H2O"
+
+
 def test_predict_unknown_element_names_file_and_frame(run, tmp_path):
     xyz = tmp_path / "bad.xyz"
     write_xyz(xyz, [(["O", "H", "H"], np.eye(3)), (["S", "H", "H"], np.eye(3))])

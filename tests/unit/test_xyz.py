@@ -31,3 +31,13 @@ def test_bad_frames_are_one_error_naming_the_frame(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(InputError, match=f"bad.xyz:frame 0: .*{message}"):
         list(read_frames(path))
+
+
+def test_atomic_numbers_read_as_symbols(tmp_path):
+    path = tmp_path / "numbers.xyz"
+    path.write_text("3\nwater, by number\n8 0 0 0\n1 0.96 0 0\n1 -0.24 0.93 0\n")
+    (frame,) = read_frames(path)
+    assert frame.symbols == ["O", "H", "H"] and frame.comment == "water, by number"
+    path.write_text("1\nx\n200 0 0 0\n")
+    with pytest.raises(InputError, match="unknown atomic number 200"):
+        list(read_frames(path))
