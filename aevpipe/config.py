@@ -153,7 +153,12 @@ class AEVParams:
         )
 
 
-AEV_PRESETS = {"ani1x": AEVParams.ani1x, "ani2x": AEVParams.ani2x}
+# "seed": the course project used ANI-1x's AEVs (one --preset names both stages).
+AEV_PRESETS = {
+    "ani1x": AEVParams.ani1x,
+    "ani2x": AEVParams.ani2x,
+    "seed": AEVParams.ani1x,
+}
 
 
 def load_aev_params(preset: str = "ani1x", toml_path: Path | None = None) -> AEVParams:
@@ -352,8 +357,21 @@ class TrainSettings:
         return _from_known_fields(cls, data, "train setting")
 
 
+# TorchANI's ANINetworks.like_2x (ANI-2x's networks).
+ANI2X_HIDDEN = {
+    "H": (256, 192, 160),
+    "C": (224, 192, 160),
+    "N": (192, 160, 128),
+    "O": (192, 160, 128),
+    "S": (160, 128, 96),
+    "F": (160, 128, 96),
+    "Cl": (160, 128, 96),
+}
+
+
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "ani1x": {},
+    "ani2x": {"hidden": ANI2X_HIDDEN},
     # The course project's recipe: 4 fully connected layers per element, ReLU,
     # L2 weight 1e-5 (as SGD weight decay), SGD lr 1e-3, batch 600, 100 epochs,
     # no schedule, no early stop.

@@ -188,10 +188,7 @@ class Window:
 
     @classmethod
     def load(
-        cls,
-        store: ShardStore,
-        refs: list[BlockRef],
-        buffer: np.ndarray | None = None,
+        cls, store: ShardStore, refs: list[BlockRef], buffer: np.ndarray | None = None
     ) -> Window:
         """Read blocks straight into preallocated window arrays: beyond the window,
         memory holds one block at a time. AEV rows go into `buffer` (an earlier

@@ -210,8 +210,9 @@ class Trainer:
                     self.on_batch(epoch, i)
                 if self.progress:
                     bar.update(b.size)
-                    if i % 50 == 0:
-                        bar.set_postfix(loss=f"{loss.item():.2e}")
+                    if i % 50 == 0:  # the epoch's training RMSE so far
+                        rmse = sums.result()["rmse_kcal_mol"]
+                        bar.set_postfix_str(f"train RMSE {rmse:.3f} kcal/mol")
                 spent = self.state["elapsed"] + time.perf_counter() - t0
                 if s.max_time and spent >= s.max_time:
                     timed_out = True
@@ -278,7 +279,7 @@ class Trainer:
             if any(improved) or now - last_print > 2.0 or epoch == 1:
                 last_print = now
                 self.echo(
-                    f"epoch {epoch:5d}  train {tr['rmse_kcal_mol']:8.3f}  valid "
+                    f"epoch {epoch:5d}  RMSE train {tr['rmse_kcal_mol']:8.3f}  valid "
                     f"{va['rmse_kcal_mol']:8.3f} kcal/mol  lr {lr:.1e}  "
                     f"{record['conformations_per_s']:,.0f} conf/s  "
                     f"{state['elapsed']:.0f} s" + ("  *" if any(improved) else "")

@@ -25,7 +25,7 @@ for f in "$@"; do
 done
 bash pipelines/setup.sh
 .venv/bin/aevpipe featurize "$@" --out data/aev/quickstart --overwrite --no-progress
-.venv/bin/aevpipe train --shards data/aev/quickstart --out data/runs/quickstart \
+.venv/bin/aevpipe train data/aev/quickstart --out data/runs/quickstart \
   --max-time "$MAX_TIME" --overwrite --no-progress
 .venv/bin/aevpipe report data/runs/quickstart > /dev/null
 echo "report: data/runs/quickstart/report/report.md"

@@ -26,7 +26,7 @@ if [ $# -eq 0 ]; then
 fi
 .venv/bin/aevpipe featurize "$@" --out "$OUT/aev" --no-progress
 for preset in seed ani1x; do
-  .venv/bin/aevpipe train --shards "$OUT/aev" --out "$OUT/runs/$preset" \
+  .venv/bin/aevpipe train "$OUT/aev" --out "$OUT/runs/$preset" \
     --preset "$preset" --max-time "$MAX_TIME" --overwrite --no-progress | tail -5
   .venv/bin/aevpipe report "$OUT/runs/$preset" --format json > /dev/null
 done

@@ -71,6 +71,32 @@ def clean_errors(fn):
     return wrapper
 
 
+class SectionedCommand(click.Command):
+    """A command whose help lists its everyday options first, then each option
+    made with `section(name)` under that name's heading."""
+
+    def format_options(self, ctx, formatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and isinstance(param, click.Option):
+                name = getattr(param, "section", "Options")
+                sections.setdefault(name, []).append(record)
+        for name, records in sections.items():
+            with formatter.section(name):
+                formatter.write_dl(records)
+
+
+_SECTIONS: dict[str, type[click.Option]] = {}
+
+
+def section(name: str) -> type[click.Option]:
+    """An option class whose options `SectionedCommand` lists under `name`."""
+    if name not in _SECTIONS:
+        _SECTIONS[name] = type("SectionOption", (click.Option,), {"section": name})
+    return _SECTIONS[name]
+
+
 def floats(text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
@@ -100,11 +126,14 @@ def aev_options(fn):
     """Options that set the AEV parameters: a preset, a TOML file, single flags."""
     opts = [
         click.option(
+            "--preset",
             "--aev-preset",
-            type=click.Choice(["ani1x", "ani2x"]),
+            "aev_preset",
+            type=click.Choice(["ani1x", "ani2x", "seed"]),
             default="ani1x",
             show_default=True,
-            help="AEV parameters and elements to start from.",
+            help="AEV parameters and elements to start from (train takes the same "
+            "name; seed: ANI-1x's AEVs, as the course project used).",
         ),
         click.option(
             "--config",
@@ -112,11 +141,16 @@ def aev_options(fn):
             type=click.Path(dir_okay=False),
             help="TOML file with an [aev] table overriding the preset.",
         ),
-        click.option("--elements", help="Element order, e.g. H,C,N,O."),
+        click.option(
+            "--elements",
+            cls=section("AEV parameters"),
+            help="Element order, e.g. H,C,N,O.",
+        ),
     ] + [
         click.option(
             f"--{name}",
             name,
+            cls=section("AEV parameters"),
             help=f"AEV parameter {name}"
             + (" (comma-separated)" if name.startswith("Shf") else "."),
         )

@@ -29,7 +29,13 @@ from aevpipe.cli.common import (
     show_default=True,
     help="demo: 20,000 conformations; ani1-s01-s04: 864,898, the seed's scale.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the conformations and energies drawn.",
+)
 @click.option(
     "--conformations",
     type=click.IntRange(min=1),

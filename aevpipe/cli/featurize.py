@@ -8,6 +8,7 @@ import click
 
 from aevpipe.cli.common import (
     Interrupted,
+    SectionedCommand,
     UserError,
     aev_options,
     clean_errors,
@@ -15,11 +16,12 @@ from aevpipe.cli.common import (
     floats,
     progress_option,
     resolve_aev,
+    section,
 )
 from aevpipe.config import AEV_DTYPES, FeaturizeSettings
 
 
-@click.command()
+@click.command(cls=SectionedCommand)
 @click.argument("files", nargs=-1, required=True)
 @click.option(
     "--out",
@@ -45,12 +47,14 @@ from aevpipe.config import AEV_DTYPES, FeaturizeSettings
 )
 @click.option(
     "--block-size",
+    cls=section("Tuning"),
     type=click.IntRange(min=1),
     default=None,
     help="Conformations per work unit [default: as many as --block-atoms allows].",
 )
 @click.option(
     "--block-atoms",
+    cls=section("Tuning"),
     type=click.IntRange(min=1),
     default=65536,
     show_default=True,
@@ -66,6 +70,7 @@ from aevpipe.config import AEV_DTYPES, FeaturizeSettings
 )
 @click.option(
     "--chunk-rows",
+    cls=section("Tuning"),
     type=click.IntRange(min=16),
     default=4096,
     show_default=True,
@@ -74,13 +79,17 @@ from aevpipe.config import AEV_DTYPES, FeaturizeSettings
 @device_option
 @click.option(
     "--workers",
+    cls=section("Tuning"),
     type=click.IntRange(min=1),
     default=None,
     help="Run units on a local Dask cluster of this many processes.",
 )
-@click.option("--scheduler", help="Address of an existing Dask scheduler.")
+@click.option(
+    "--scheduler", cls=section("Tuning"), help="Address of an existing Dask scheduler."
+)
 @click.option(
     "--threads",
+    cls=section("Tuning"),
     type=click.IntRange(min=0),
     default=0,
     show_default=True,

@@ -8,6 +8,7 @@ import click
 
 from aevpipe.cli.common import (
     Interrupted,
+    SectionedCommand,
     UserError,
     clean_errors,
     device_option,
@@ -15,16 +16,17 @@ from aevpipe.cli.common import (
     machine_error,
     parse_bytes,
     progress_option,
+    section,
 )
 
 
-@click.command()
+@click.command(cls=SectionedCommand)
+@click.argument("store", required=False, type=click.Path(file_okay=False))
 @click.option(
     "--shards",
     type=click.Path(file_okay=False),
-    default="data/aev",
-    show_default=True,
-    help="Shard store written by `aevpipe featurize`.",
+    default=None,
+    help="The store, as an option (the same as STORE) [default: data/aev].",
 )
 @click.option(
     "--out",
@@ -34,10 +36,11 @@ from aevpipe.cli.common import (
 )
 @click.option(
     "--preset",
-    type=click.Choice(["ani1x", "seed"]),
+    type=click.Choice(["ani1x", "ani2x", "seed"]),
     default="ani1x",
     show_default=True,
-    help="ani1x: ANI-1x networks, AdamW, schedule; seed: the course project's recipe.",
+    help="ani1x / ani2x: ANI-1x's / ANI-2x's networks, AdamW, a schedule; seed: "
+    "the course project's recipe.",
 )
 @click.option(
     "--config",
@@ -58,14 +61,19 @@ from aevpipe.cli.common import (
 )
 @click.option(
     "--batch-size",
+    cls=section("Tuning"),
     type=click.IntRange(min=1),
     help="Conformations per training step [default: the preset's, 256 for ani1x].",
 )
 @click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), help="Initial learning rate."
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    cls=section("Tuning"),
+    help="Initial learning rate [default: the preset's, 1e-3 for ani1x].",
 )
 @click.option(
     "--memory-limit",
+    cls=section("Tuning"),
     default="1GiB",
     show_default=True,
     help="AEV data the loader may hold in RAM.",
@@ -73,6 +81,7 @@ from aevpipe.cli.common import (
 @device_option
 @click.option(
     "--seed",
+    cls=section("Tuning"),
     type=int,
     default=0,
     show_default=True,
@@ -104,6 +113,7 @@ from aevpipe.cli.common import (
 @progress_option
 @clean_errors
 def train(
+    store,
     shards,
     out,
     preset,
@@ -122,14 +132,17 @@ def train(
     overwrite,
     progress,
 ):
-    """Train per-element networks straight from AEV shards.
+    """Train per-element networks straight from the AEV shard STORE.
 
     \b
+    Each epoch line gives the RMSE (kcal/mol, whole-molecule energies) on the
+    training split (during the epoch) and the validation split; * marks a new
+    best validation (of any member, for an ensemble).
     Example:
-      aevpipe train --shards data/aev --out data/runs/s01 --max-time 600
-      aevpipe train --shards data/aev --out data/runs/s01 --resume
-      aevpipe train --shards data/aev --preset seed
-      aevpipe train --shards data/aev --ensemble 8 --max-time 600
+      aevpipe train data/aev --out data/runs/s01 --max-time 600
+      aevpipe train data/aev --out data/runs/s01 --resume
+      aevpipe train data/aev --preset seed
+      aevpipe train data/aev --ensemble 8 --max-time 600
     """
     import json
     import time
@@ -137,6 +150,9 @@ def train(
     from aevpipe.config import load_train_settings
     from aevpipe.stages.train import train as run
 
+    if store and shards and Path(store) != Path(shards):
+        raise UserError(f"two stores given: {store} and --shards {shards}")
+    shards = store or shards or "data/aev"
     settings = load_train_settings(
         preset,
         Path(config_path) if config_path else None,

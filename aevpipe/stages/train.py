@@ -105,6 +105,10 @@ def _train(shards_path, run, settings, resume, overwrite, progress, echo, on_bat
         f"{device}"
     )
     trainer.echo(trainer.self_energies.summary())
+    trainer.echo(
+        "per epoch: RMSE of whole-molecule energies (kcal/mol) on the training "
+        "split during the epoch and on the validation split; * a new best"
+    )
     stop_reason = trainer.fit()
     # The final evaluation's loaders take their own share of the memory limit.
     trainer.train_loader.release()

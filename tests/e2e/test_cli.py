@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -257,3 +258,51 @@ def test_a_second_writer_on_one_folder_is_refused(
     assert result.exit_code == 2
     assert f"{run}: another train is writing here" in result.output
     assert not any(run.iterdir())
+
+
+def test_the_command_line_reads_in_workflow_order_with_tuning_apart(runner):
+    top = runner.invoke(cli, ["--help"]).output
+    listed = [
+        line.split()[0]
+        for line in top.split("Commands:")[1].splitlines()
+        if line.startswith("  ") and not line.startswith("    ")
+    ]
+    assert listed == [
+        "featurize",
+        "verify",
+        "train",
+        "report",
+        "predict",
+        "export",
+        "synth",
+        "demo",
+    ]
+    assert "..." not in top.split("Commands:")[1]  # whole descriptions
+    for command, tuning in (("train", "--memory-limit"), ("featurize", "--threads")):
+        text = runner.invoke(cli, [command, "--help"]).output
+        everyday, rest = text.split("\nTuning:\n")
+        assert "--preset" in everyday and "[ani1x|ani2x|seed]" in everyday
+        assert tuning in rest and tuning not in everyday
+    for command in cli.commands.values():
+        unhelped = [
+            p.name
+            for p in command.params
+            if isinstance(p, click.Option) and not p.help and p.name != "help"
+        ]
+        assert not unhelped, (command.name, unhelped)
+
+
+def test_train_takes_its_store_positionally_or_as_shards(runner, store, tmp_path):
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--max-epochs", "1", "--no-progress"]
+    result = runner.invoke(cli, ["train", str(store), *args, "--preset", "ani2x"])
+    assert result.exit_code == 0, result.output
+    assert "per epoch: RMSE" in result.output and "RMSE train" in result.output
+    import json
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["hidden"]["H"] == [256, 192, 160]
+    again = runner.invoke(cli, ["train", "--shards", str(store), *args, "--overwrite"])
+    assert again.exit_code == 0, again.output
+    both = runner.invoke(cli, ["train", str(store), "--shards", str(tmp_path), *args])
+    assert both.exit_code == 2 and "two stores given" in both.output
