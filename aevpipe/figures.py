@@ -1,5 +1,5 @@
-"""PNG figures of a run: learning curves, parity plot, error histogram, and an
-ensemble's spread against its errors (matplotlib)."""
+"""PNG figures of a run: learning curves, parity plot, error histogram, test RMSE
+per molecule, and an ensemble's spread against its errors (matplotlib)."""
 
 from __future__ import annotations
 
@@ -142,6 +142,27 @@ def spread_vs_error(
     ax.set_title("Test split: error against ensemble spread")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def molecule_errors(rows: list[dict], path: Path, most: int = 40) -> None:
+    """Test RMSE per molecule, worst first (the `most` worst when there are more),
+    one bar each, marked where the composition lies outside the self-energy fit."""
+    shown = rows[:most]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.22 * len(shown)), dpi=120)
+    names = [r["formula"] + (" *" if r.get("outside_fit") else "") for r in shown]
+    y = np.arange(len(shown))
+    ax.barh(y, [r["rmse_kcal_mol"] for r in shown], color="tab:blue")
+    ax.set_yticks(y, names, fontsize="small")
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("test RMSE (kcal/mol); * outside the self-energy fit")
+    more = f" (the {most} worst of {len(rows)})" if len(rows) > most else ""
+    ax.set_title("Test split, per molecule" + more)
+    ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,5 +1,6 @@
-"""report.md: a report's numbers (from `aevpipe.stages.report.build_report`) as
-Markdown a chemist reads on its own."""
+"""report.md and report.html: a report's numbers (from
+`aevpipe.stages.report.build_report`) as a page a chemist reads on its own; the
+HTML is the Markdown through Python-Markdown."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         report["self_energies"]["summary"] + ".",
     ]
+    if report.get("provenance"):
+        lines += provenance_markdown(report["provenance"])
     n_out = report["self_energies"]["molecules_outside_fit"]
     if n_out:
         lines += [
@@ -81,6 +84,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"## Per molecule, test split, worst first ({len(mols)} molecules)",
         "",
+        "![test RMSE per molecule](molecules.png)",
+        "",
         "| formula | file | group | RMSE | MAE | n |",
         "|---|---|---|---:|---:|---:|",
     ]
@@ -105,11 +110,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"| {seed['what']} | {seed['train_rmse_kcal_mol']:.0f} | "
         f"{seed['valid_rmse_kcal_mol']:.0f} | n/a |",
     ]
-    if "torchani_s01" in c:
-        ta = c["torchani_s01"]
+    if "torchani_recipe" in c:
+        ta = c["torchani_recipe"]
         lines.append(
-            f"| {ta['what']} | n/a | {ta['best_valid_rmse_kcal_mol']} "
-            f"(under 1 after ~{ta['valid_below_1_after_s']} s) | n/a |"
+            f"| {ta['what']} | n/a | {_fmt(ta['valid_rmse_kcal_mol'])} | "
+            f"{_fmt(ta['test_rmse_kcal_mol'])} |"
         )
     if report.get("ensemble"):
         lines += ensemble_markdown(report["ensemble"], report["splits"])
@@ -174,3 +179,69 @@ def ensemble_markdown(e: dict[str, Any], splits: dict[str, Any]) -> list[str]:
             f"{_fmt(r['error_kcal_mol'])} |"
         )
     return lines
+
+
+def provenance_markdown(p: dict[str, Any]) -> list[str]:
+    """The provenance table."""
+    split = p.get("split") or {}
+    recipe = p["recipe"]
+    hidden = recipe.get("hidden") or {}
+    networks = "; ".join(
+        f"{e} {'-'.join(str(x) for x in hidden[e])}"
+        for e in p["aev"]["elements"]
+        if e in hidden
+    )
+    rows = [
+        (
+            "split",
+            f"by {split.get('by')}, fractions {split.get('fractions')}, "
+            f"seed {split.get('seed')}",
+        ),
+        (
+            "AEVs",
+            f"elements {', '.join(p['aev']['elements'])}; {p['aev']['length']} "
+            f"values; cutoffs {p['aev']['cutoffs_angstrom']} Angstrom; stored as "
+            f"{p['aev']['stored_as']}",
+        ),
+        (
+            "recipe",
+            f"preset {recipe.get('preset')}, {recipe.get('activation')}, "
+            f"{recipe.get('optimizer')} lr {recipe.get('lr')}, batch "
+            f"{recipe.get('batch_size')}, schedule {recipe.get('schedule')}, "
+            f"max time {recipe.get('max_time') or 'none'} s, seed {recipe.get('seed')}",
+        ),
+        ("hidden layers", networks),
+        (
+            "ensemble",
+            f"{recipe.get('ensemble') or 1} member(s)"
+            + (", ANI's folds" if recipe.get("ensemble_folds") else ""),
+        ),
+        ("versions", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
+        ("trained", f"{p['trained']}; {_fmt(p['seconds_per_epoch'])} s per epoch"),
+    ]
+    lines = ["", "## Provenance", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return lines
+
+
+HTML_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; }}
+td {{ text-align: right; }} td:first-child {{ text-align: left; }}
+img {{ max-width: 100%; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def html(text: str, title: str) -> str:
+    """report.md's text as a standalone HTML page (figures beside it)."""
+    import markdown as md
+
+    body = md.markdown(text, extensions=["tables"])
+    return HTML_PAGE.format(title=f"aevpipe report: {title}", body=body)

@@ -43,12 +43,18 @@ def test_report_numbers_add_up(run, tmp_path):
         files = report["files"][split]
         assert sum(f["n"] for f in files.values()) == ours["n"]
     assert "seed_project" in report["comparison"]
-    assert "torchani_s01" not in report["comparison"]  # synthetic data here
+    assert "torchani_recipe" not in report["comparison"]  # synthetic data here
     written = write_report(report, tmp_path / "rep")
     for path in written:
         assert path.stat().st_size > 0
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| test |" in text and "474" in text
+    assert "## Provenance" in text and "by conformation" in text
+    assert "32-16" in text  # the hidden layers of this run
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<table>" in page
+    assert '<img alt="parity" src="parity.png"' in page
+    assert report["provenance"]["recipe"]["batch_size"] == 32
 
 
 def test_cli_report_latest_and_json(run, tmp_path):
@@ -99,3 +105,22 @@ def test_report_of_a_run_with_a_damaged_config_is_one_line(run):
     assert (
         result.exit_code == 2 and "config.json: not a run's settings" in result.output
     )
+
+
+def test_torchanis_figure_is_compared_only_on_its_own_data_and_split(
+    real_s01, tmp_path
+):
+    from aevpipe.config import FeaturizeSettings, SplitSettings
+    from aevpipe.stages.featurize import featurize
+
+    settings = load_train_settings(max_epochs=1)
+    found = {}
+    for seed in (0, 1):
+        store = tmp_path / f"aev{seed}"
+        split = FeaturizeSettings(split=SplitSettings(seed=seed))
+        featurize([str(real_s01)], store, split, progress=False)
+        run = tmp_path / f"run{seed}"
+        train(store, run, settings, progress=False, echo=lambda *_: None)
+        found[seed] = build_report(run, "cpu")["comparison"].get("torchani_recipe")
+    assert found[0]["test_rmse_kcal_mol"] == 0.213
+    assert found[1] is None  # another split: TorchANI's figure does not apply
