@@ -1,7 +1,7 @@
 """The bounded-memory loader: whole blocks of shards in, mixed dense batches out.
 
 A block is a run of conformations of one atom-count group and one split, with the
-matching contiguous rows of every element array, sized to about one AEV chunk. Each
+matching contiguous rows of every element array, sized to about four AEV chunks. Each
 epoch shuffles the blocks, fills a window of blocks up to the memory budget (the
 next window loads in a background thread meanwhile), and deals the window's
 conformations into batches in a random order, so a batch mixes molecules and atom
@@ -22,6 +22,12 @@ import torch
 from aevpipe import keys
 from aevpipe.errors import SettingsError
 from aevpipe.store import ShardStore
+
+# Rows of a block, in AEV chunks. A block's rows of each element start and end
+# inside chunks, which are decompressed whole: a block of one chunk's rows
+# decompressed about five chunks (one more per element), a block of four about
+# eight.
+BLOCK_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,12 @@ def key_parts(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return key >> np.int64(32), key & np.int64(0xFFFFFFFF)
 
 
-def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
-    """Read one block: whole row ranges of each element array, decompressed."""
+def load_block(
+    store: ShardStore, ref: BlockRef, aev_out: list[np.ndarray | None] | None = None
+) -> LoadedBlock:
+    """Read one block: whole row ranges of each element array, decompressed.
+    AEV rows go into `aev_out` (per element, views of the right shape) when given,
+    and the block's `aev` are those views."""
     a = ref.n_atoms
     n = ref.stop - ref.start
     aevs: list[np.ndarray | None] = []
@@ -161,7 +171,11 @@ def load_block(store: ShardStore, ref: BlockRef) -> LoadedBlock:
             aevs.append(None)
             confs.append(None)
             continue
-        aevs.append(store.read(a, keys.AEV, element, r0, r1))
+        if aev_out is None:
+            aevs.append(store.read(a, keys.AEV, element, r0, r1))
+        else:
+            store.read_aev_into(a, element, r0, r1, aev_out[e])
+            aevs.append(aev_out[e])
         conf = store.read(a, keys.CONFORMATION, element, r0, r1).astype(np.int64)
         conf -= ref.start
         confs.append(conf)
@@ -188,17 +202,23 @@ class Window:
 
     @classmethod
     def load(
-        cls, store: ShardStore, refs: list[BlockRef], buffer: np.ndarray | None = None
+        cls,
+        store: ShardStore,
+        refs: list[BlockRef],
+        buffer: np.ndarray | None = None,
+        capacity: int = 0,
     ) -> Window:
         """Read blocks straight into preallocated window arrays: beyond the window,
         memory holds one block at a time. AEV rows go into `buffer` (an earlier
-        window's) when it is large enough: memory touched for the first time costs
-        the kernel as much as decompressing the data into it."""
+        window's) when it is large enough, else into a new one of at least
+        `capacity` values, so that later windows fit it too: memory touched for
+        the first time costs the kernel as much as decompressing the data into
+        it."""
         n_el, length = len(store.elements), store.aev.aev_length
         n = sum(r.stop - r.start for r in refs)
         rows = [sum(r.rows[e][1] - r.rows[e][0] for r in refs) for e in range(n_el)]
         if buffer is None or buffer.size < sum(rows) * length:
-            buffer = np.empty(sum(rows) * length, np.float32)
+            buffer = np.empty(max(sum(rows) * length, capacity), np.float32)
         edges = np.cumsum([0, *rows]) * length
         window = cls(
             energy=np.empty(n, np.float64),
@@ -214,7 +234,14 @@ class Window:
         )
         c, r = 0, [0] * n_el
         for ref in refs:
-            block = load_block(store, ref)
+            # AEV rows decompress straight into their place in the window.
+            places = [
+                window.aev[e][r[e] : r[e] + ref.rows[e][1] - ref.rows[e][0]]
+                if window.aev[e] is not None
+                else None
+                for e in range(n_el)
+            ]
+            block = load_block(store, ref, places)
             m = len(block.energy)
             window.energy[c : c + m] = block.energy
             window.key[c : c + m] = block.key
@@ -224,7 +251,6 @@ class Window:
                 if block.aev[e] is None:
                     continue
                 k = len(block.aev[e])
-                window.aev[e][r[e] : r[e] + k] = block.aev[e]
                 window.conf[e][r[e] : r[e] + k] = block.conf[e] + c
                 r[e] += k
             c += m
@@ -262,8 +288,9 @@ class ShardLoader:
         self.elements = store.elements
         row_bytes = store.aev.aev_length * 4
         chunk_rows = int(store.attrs.get(keys.ATTR_CHUNK_ROWS, 4096))
-        # A block of about one chunk, but at most 1/8 of the budget so windows mix.
-        target_rows = max(1, min(chunk_rows, memory_limit // (8 * row_bytes)))
+        # At most 1/8 of the budget, so that windows mix.
+        budget_rows = memory_limit // (8 * row_bytes)
+        target_rows = max(1, min(BLOCK_CHUNKS * chunk_rows, budget_rows))
         self.blocks = share_blocks(
             plan_blocks(store, split, target_rows), rank, world_size
         )
@@ -272,6 +299,7 @@ class ShardLoader:
         # Streaming, two windows live at once: the one being dealt and the one
         # loading, each in one of two buffers reused from epoch to epoch.
         self.window_bytes = max(row_bytes, memory_limit // 2)
+        self.window_values = self.window_bytes // 4  # float32 AEV values
         self.buffers: list[np.ndarray | None] = [None, None]
         self.resident: Window | None = None
         if total <= memory_limit and self.blocks:
@@ -316,7 +344,9 @@ class ShardLoader:
         def fetch(i: int) -> None:
             # Window i's buffer was window i - 2's, dealt by the time this runs.
             try:
-                result[i] = Window.load(self.store, windows[i], self.buffers[i % 2])
+                result[i] = Window.load(
+                    self.store, windows[i], self.buffers[i % 2], self.window_values
+                )
                 self.buffers[i % 2] = result[i].buffer
             except BaseException as exc:  # re-raised in the consumer
                 result[i] = exc

@@ -124,6 +124,25 @@ class ShardStore:
                 f"the store is damaged ({DAMAGED})"
             ) from None
 
+    def read_aev_into(
+        self, n_atoms: int, element: str, start: int, stop: int, out: np.ndarray
+    ) -> None:
+        """AEV rows [start, stop) into `out` ((stop - start, L) float32). From a
+        float32 store, Zarr decompresses each whole chunk straight into `out`,
+        with no array in between; a 16-bit store is read and converted."""
+        if self.aev_dtype != "float32":
+            out[...] = self.read(n_atoms, keys.AEV, element, start, stop)
+            return
+        try:
+            array = self.array(n_atoms, keys.AEV, element)
+            array.get_basic_selection(slice(start, stop), out=out)
+        except (RuntimeError, ValueError) as exc:  # Blosc's and Zarr's decoding
+            where = keys.array_path(n_atoms, keys.AEV, element)
+            raise StoreError(
+                f"{self.path}: {where} rows {start}-{stop} do not decode ({exc}): "
+                f"the store is damaged ({DAMAGED})"
+            ) from None
+
     def conformations(self, split: int) -> int:
         """Conformations in `split` over all groups."""
         return sum(g.conformations[split] for g in self.layouts)
