@@ -70,3 +70,41 @@ def test_cuda_training_and_prediction(store, release_file, tmp_path):
         with open(out) as fh:
             rows[device] = [float(r["energy_pred_hartree"]) for r in csv.DictReader(fh)]
     np.testing.assert_allclose(rows["cuda"], rows["cpu"], atol=1e-5)
+
+
+def test_cuda_ensemble_and_its_export_on_cuda(store, tmp_path):
+    """An ensemble trained on CUDA; its TorchScript export moved to CUDA gives
+    the CPU's energies, members and forces."""
+    from aevpipe.export import export
+
+    settings = load_train_settings(
+        **{**SMALL, "device": "cuda", "max_epochs": 2, "ensemble": 2}
+    )
+    train(store, tmp_path / "ens", settings, progress=False, echo=lambda *_: None)
+    export(tmp_path / "ens", tmp_path / "model.pt")
+    numbers = torch.tensor([[6, 1, 1, 1, 1], [8, 1, 1, 0, 0]])
+    xyz = torch.tensor(
+        [
+            [
+                [0, 0, 0],
+                [0.63, 0.63, 0.63],
+                [-0.63, -0.63, 0.63],
+                [-0.63, 0.63, -0.63],
+                [0.63, -0.63, -0.63],
+            ],
+            [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0], [0, 0, 0], [0, 0, 0]],
+        ],
+        dtype=torch.float32,
+    )
+    numbers[1, 3:] = -1  # padding, as TorchANI's models take it
+    out = {}
+    for device in ("cpu", "cuda"):
+        model = torch.jit.load(str(tmp_path / "model.pt"), map_location=device)
+        x = xyz.to(device).requires_grad_(True)
+        z = numbers.to(device)
+        members = model((z, x), None, None, 0, False, True).energies
+        energy = model((z, x)).energies
+        forces = -torch.autograd.grad(energy.sum(), x)[0]
+        out[device] = [t.detach().cpu().numpy() for t in (members, energy, forces)]
+    for cpu, cuda in zip(out["cpu"], out["cuda"], strict=True):
+        np.testing.assert_allclose(cuda, cpu, atol=1e-5)
