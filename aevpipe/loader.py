@@ -1,7 +1,7 @@
 """The bounded-memory loader: whole blocks of shards in, mixed dense batches out.
 
 A block is a run of conformations of one atom-count group and one split, with the
-matching contiguous rows of every element array, sized to about four AEV chunks. Each
+matching contiguous rows of every element array, sized to a few AEV chunks. Each
 epoch shuffles the blocks, fills a window of blocks up to the memory budget (the
 next window loads in a background thread meanwhile), and deals the window's
 conformations into batches in a random order, so a batch mixes molecules and atom
@@ -23,8 +23,8 @@ from aevpipe import keys
 from aevpipe.errors import SettingsError
 from aevpipe.store import ShardStore
 
-# Rows of a block, in AEV chunks. A block's rows of each element start and end
-# inside chunks, which are decompressed whole: a block of one chunk's rows
+# Rows of a streamed block, in AEV chunks. A block's rows of each element start
+# and end inside chunks, which are decompressed whole: a block of one chunk's rows
 # decompressed about five chunks (one more per element), a block of four about
 # eight.
 BLOCK_CHUNKS = 4
@@ -288,9 +288,19 @@ class ShardLoader:
         self.elements = store.elements
         row_bytes = store.aev.aev_length * 4
         chunk_rows = int(store.attrs.get(keys.ATTR_CHUNK_ROWS, 4096))
-        # At most 1/8 of the budget, so that windows mix.
+        split_rows = sum(
+            layout.rows[split][e]
+            for layout in store.layouts
+            for e in range(len(store.elements))
+        )
+        # Blocks of BLOCK_CHUNKS chunks where this rank streams its share; where
+        # it holds it (read once), blocks of one chunk, which mix better and
+        # share out more evenly between ranks. At most 1/8 of the budget, so
+        # that windows mix.
+        streamed = split_rows * row_bytes > memory_limit * world_size
+        chunks = BLOCK_CHUNKS if streamed else 1
         budget_rows = memory_limit // (8 * row_bytes)
-        target_rows = max(1, min(BLOCK_CHUNKS * chunk_rows, budget_rows))
+        target_rows = max(1, min(chunks * chunk_rows, budget_rows))
         self.blocks = share_blocks(
             plan_blocks(store, split, target_rows), rank, world_size
         )
