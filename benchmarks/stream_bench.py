@@ -8,6 +8,7 @@ The store is made from a share of the synthetic s01-s04 (each molecule's first
 not fit resident in this machine's 24 GiB beside the training. Each mode trains
 `--epochs` epochs at batch 256 in a fresh process, the two modes alternated
 `--rounds` times; conformations/s over epochs 2 onward, validation included.
+`--dtype float16` (or bfloat16) makes the store 16-bit.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--resident-limit", type=int, default=12 << 30)
+    ap.add_argument("--dtype", default="float32", help="how the store holds its AEVs")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -67,11 +69,17 @@ def main() -> None:
     if not files:
         sys.exit(f"no ani_gdb_s0*.h5 in {args.data}: run `aevpipe synth` first")
     modes = {"streamed (1 GiB)": 1 << 30, "resident": args.resident_limit}
-    results: dict = {"machine": machine(), "fraction": args.fraction, "runs": []}
+    results: dict = {
+        "machine": machine(),
+        "fraction": args.fraction,
+        "dtype": args.dtype,
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory(dir=".") as tmp:
         part = subsample(files, args.fraction, Path(tmp) / "h5")
         store = Path(tmp) / "aev"
-        featurize([str(p) for p in part], store, FeaturizeSettings(), progress=False)
+        settings = FeaturizeSettings(aev_dtype=args.dtype)
+        featurize([str(p) for p in part], store, settings, progress=False)
         s = ShardStore.open(store)
         n = sum(g.n_conformations for g in s.layouts)
         gib = s.manifest["uncompressed_bytes"] / 2**30
