@@ -50,6 +50,16 @@ def decode_aev(stored: np.ndarray, dtype: str) -> np.ndarray:
     return stored.astype(np.float32, copy=False)
 
 
+def decode_aev_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> None:
+    """Stored AEV rows converted into `out` (float32, same shape), with no
+    float32 array in between."""
+    if dtype == "bfloat16":
+        bits = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
+        torch.from_numpy(out).copy_(bits)
+    else:
+        np.copyto(out, stored)
+
+
 class ArraySpec(NamedTuple):
     """One array of a store: its path in the store, last name, shape and dtype."""
 

@@ -19,7 +19,12 @@ from aevpipe import keys
 from aevpipe.config import AEVParams
 from aevpipe.errors import AevpipeError, StoreError
 from aevpipe.store.files import read_complete
-from aevpipe.store.format import aev_dtype_of, decode_aev, layout_from_attr
+from aevpipe.store.format import (
+    aev_dtype_of,
+    decode_aev,
+    decode_aev_into,
+    layout_from_attr,
+)
 from aevpipe.store.manifest import DAMAGED, check_files
 
 
@@ -129,13 +134,14 @@ class ShardStore:
     ) -> None:
         """AEV rows [start, stop) into `out` ((stop - start, L) float32). From a
         float32 store, Zarr decompresses each whole chunk straight into `out`,
-        with no array in between; a 16-bit store is read and converted."""
-        if self.aev_dtype != "float32":
-            out[...] = self.read(n_atoms, keys.AEV, element, start, stop)
-            return
+        with no array in between; a 16-bit store's rows are read and converted
+        into `out`."""
         try:
             array = self.array(n_atoms, keys.AEV, element)
-            array.get_basic_selection(slice(start, stop), out=out)
+            if self.aev_dtype == "float32":
+                array.get_basic_selection(slice(start, stop), out=out)
+            else:
+                decode_aev_into(array[start:stop], self.aev_dtype, out)
         except (RuntimeError, ValueError) as exc:  # Blosc's and Zarr's decoding
             where = keys.array_path(n_atoms, keys.AEV, element)
             raise StoreError(

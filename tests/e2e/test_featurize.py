@@ -501,6 +501,11 @@ def test_half_precision_stores_hold_the_float32_aevs_rounded(
             x = a.read(layout.n_atoms, keys.AEV, element, 0, 10**9)
             y = b.read(layout.n_atoms, keys.AEV, element, 0, 10**9)
             assert y.dtype == np.float32 and y.shape == x.shape
+            # The loader's path, straight into a window's rows, reads the same.
+            for store, expected in ((a, x), (b, y)):
+                into = np.full_like(expected, np.nan)
+                store.read_aev_into(layout.n_atoms, element, 0, len(into), into)
+                np.testing.assert_array_equal(into, expected)
             big = np.abs(x) > 1e-3  # float16 keeps ~3 digits above its subnormals
             np.testing.assert_allclose(y[big], x[big], rtol=rel)
             np.testing.assert_allclose(y, x, atol=rel * max(1.0, np.abs(x).max()))
