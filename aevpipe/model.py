@@ -25,14 +25,26 @@ ACTIVATIONS = {
 }
 
 
-def element_mlp(
-    aev_length: int, hidden: tuple[int, ...], activation: str
-) -> nn.Sequential:
-    """aev_length -> hidden... -> 1, with `activation` between linear layers."""
+def check_architecture(
+    elements: tuple[str, ...], hidden: dict[str, tuple[int, ...]], activation: str
+) -> None:
+    """A SettingsError for networks that cannot be built: no elements, an element
+    without hidden layer sizes, an unknown activation."""
+    if not elements:
+        raise SettingsError("need at least one element")
+    missing = [e for e in elements if e not in hidden]
+    if missing:
+        raise SettingsError(f"no hidden layer sizes for element(s) {missing}")
     if activation not in ACTIVATIONS:
         raise SettingsError(
             f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
         )
+
+
+def element_mlp(
+    aev_length: int, hidden: tuple[int, ...], activation: str
+) -> nn.Sequential:
+    """aev_length -> hidden... -> 1, with `activation` between linear layers."""
     sizes = (aev_length, *hidden)
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -56,11 +68,7 @@ class ElementNetworks(nn.Module):
         activation: str = "celu",
     ):
         super().__init__()
-        if not elements:
-            raise SettingsError("need at least one element")
-        missing = [e for e in elements if e not in hidden]
-        if missing:
-            raise SettingsError(f"no hidden layer sizes for element(s) {missing}")
+        check_architecture(elements, hidden, activation)
         self.elements = tuple(elements)
         self.aev_length = aev_length
         self.hidden = {e: tuple(hidden[e]) for e in elements}
@@ -96,10 +104,6 @@ class StackedMLP(nn.Module):
         self, members: int, aev_length: int, hidden: tuple[int, ...], activation: str
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise SettingsError(
-                f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}"
-            )
         sizes = (aev_length, *hidden, 1)
         # element_mlp's initialisation: Kaiming normal with a = 1, std 1/sqrt(in).
         self.weights = nn.ParameterList(
@@ -147,13 +151,9 @@ class ElementEnsemble(nn.Module):
         members: int = 1,
     ):
         super().__init__()
-        if not elements:
-            raise SettingsError("need at least one element")
+        check_architecture(elements, hidden, activation)
         if members < 1:
             raise SettingsError(f"an ensemble needs at least one member: {members}")
-        missing = [e for e in elements if e not in hidden]
-        if missing:
-            raise SettingsError(f"no hidden layer sizes for element(s) {missing}")
         self.elements = tuple(elements)
         self.aev_length = aev_length
         self.hidden = {e: tuple(hidden[e]) for e in elements}

@@ -4,9 +4,6 @@ and spread through metrics, predict, export, ASE and the report."""
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +19,7 @@ from aevpipe.inference import Potential
 from aevpipe.stages.report import build_report, write_report
 from aevpipe.stages.train import train
 from tests.e2e.test_ase import methane
-from tests.e2e.test_predict_export import LOAD_ALONE
+from tests.e2e.test_predict_export import run_alone
 
 SMALL = {"hidden": {e: (32, 16) for e in "HCNO"}, "batch_size": 32}
 
@@ -160,21 +157,7 @@ def test_predict_export_and_ase_give_the_mean_and_the_spread(
     from aevpipe.elements import ATOMIC_NUMBER
 
     numbers = [[ATOMIC_NUMBER[s] for s in row] for row in block.symbols]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOAD_ALONE,
-            str(script),
-            json.dumps(numbers),
-            json.dumps(block.coordinates.tolist()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    energies, _ = json.loads(done.stdout)
+    energies, _ = run_alone(script, numbers, block.coordinates)
     np.testing.assert_allclose(energies, members.mean(0), atol=2e-5)
     model = torch.jit.load(str(script))
     xyz = torch.from_numpy(block.coordinates)

@@ -351,14 +351,35 @@ print(json.dumps([energies.tolist(), forces.tolist()]))
 """
 
 
+def run_alone(script, numbers, coordinates):
+    """Energies and forces from the TorchScript file `script`, loaded in a Python
+    that cannot import aevpipe or TorchANI."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_ALONE,
+            str(script),
+            json.dumps(numbers),
+            json.dumps(np.asarray(coordinates).tolist()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_torchscript_export_runs_without_aevpipe_or_torchani(
     run, release_file, tmp_path
 ):
     """The default export is TorchScript: loaded in a Python that cannot import
     aevpipe or TorchANI, it gives the energies predict gives and the forces of the
     TorchANI model."""
-    import subprocess
-    import sys
 
     runner = CliRunner()
     script, pickled = tmp_path / "model.pt", tmp_path / "torchani.pt"
@@ -368,21 +389,7 @@ def test_torchscript_export_runs_without_aevpipe_or_torchani(
     with ANI1File(release_file) as f:
         block = f.read("/gdb11_s01/gdb11_s01-3", 0, 4)
     numbers = [[ATOMIC_NUMBER[s] for s in row] for row in block.symbols]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOAD_ALONE,
-            str(script),
-            json.dumps(numbers),
-            json.dumps(block.coordinates.tolist()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    energies, forces = json.loads(done.stdout)
+    energies, forces = run_alone(script, numbers, block.coordinates)
     runner.invoke(
         cli, ["predict", str(run), str(release_file), "--out", str(tmp_path / "p.csv")]
     )
