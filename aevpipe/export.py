@@ -45,12 +45,12 @@ def to_torchani(
     an ensemble (as TorchANI's ANI-1x is) returns its members' mean, and their
     values with `ensemble_values=True`."""
     symbols = list(model.elements)
-    members = [
-        ANINetworks(
-            {e: atomic_network(model.member(k).nets[e], activation) for e in symbols}
+    members = []
+    for k in range(model.members):
+        nets = model.member(k).nets
+        members.append(
+            ANINetworks({e: atomic_network(nets[e], activation) for e in symbols})
         )
-        for k in range(model.members)
-    ]
     networks = members[0] if len(members) == 1 else Ensemble(members)
     return ANI(
         symbols,
