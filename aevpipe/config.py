@@ -1,4 +1,4 @@
-"""Frozen settings: AEV parameters (ANI-1x and ANI-2x presets), TOML loading.
+"""Frozen settings of each stage, from presets, TOML files and flags.
 
 An `AEVParams` travels with every shard store and every trained model, so that a
 reader can refuse features made with other parameters.
@@ -6,15 +6,20 @@ reader can refuse features made with other parameters.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aevpipe.elements import ATOMIC_NUMBER
 from aevpipe.errors import SettingsError
+from aevpipe.settings_file import (
+    from_known_fields,
+    is_number,
+    naming,
+    read_toml,
+    toml_table,
+)
 
 
 def _linspace(start: float, stop: float, steps: int) -> tuple[float, ...]:
@@ -25,37 +30,6 @@ def _linspace(start: float, stop: float, steps: int) -> tuple[float, ...]:
 def _sections(n: int) -> tuple[float, ...]:
     start = math.pi / n / 2
     return _linspace(start, math.pi + start, n)
-
-
-def _from_known_fields(cls: type, data: dict[str, Any], what: str) -> Any:
-    """`cls(**data)`, with a clear error naming keys `cls` does not have and
-    values of the wrong kind (a config file's `lr = "fast"`)."""
-    types = {f.name: f.type for f in fields(cls)}
-    unknown = set(data) - set(types)
-    if unknown:
-        raise SettingsError(f"unknown {what}(s): {sorted(unknown)}")
-    for name, value in data.items():
-        expected = _KINDS.get(str(types[name]).split(" | ")[0].split("[")[0])
-        if value is None and "None" in str(types[name]):
-            continue
-        if expected is not None and not expected[0](value):
-            raise SettingsError(f"{what} {name} must be {expected[1]}, got {value!r}")
-    return cls(**data)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# Annotation -> (check, words for the error) of the values settings accept.
-_KINDS = {
-    "float": (_number, "a number"),
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "tuple": (lambda v: isinstance(v, list | tuple), "a list"),
-    "dict": (lambda v: isinstance(v, dict), "a table"),
-}
 
 
 @dataclass(frozen=True)
@@ -90,7 +64,7 @@ class AEVParams:
             raise SettingsError(f"unknown element symbol(s): {unknown}")
         numbers = (self.Rcr, self.Rca, self.EtaR, self.EtaA, self.Zeta)
         numbers += self.ShfR + self.ShfA + self.ShfZ
-        if not all(_number(x) and math.isfinite(x) for x in numbers):
+        if not all(is_number(x) and math.isfinite(x) for x in numbers):
             raise SettingsError("AEV parameters must be finite numbers (no NaN or inf)")
         if not 0 < self.Rca < self.Rcr:
             raise SettingsError(
@@ -120,7 +94,7 @@ class AEVParams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AEVParams:
         """Inverse of `to_dict`; unknown keys are an error."""
-        return _from_known_fields(cls, data, "AEV parameter")
+        return from_known_fields(cls, data, "AEV parameter")
 
     @classmethod
     def ani1x(cls) -> AEVParams:
@@ -170,39 +144,9 @@ def load_aev_params(preset: str = "ani1x", toml_path: Path | None = None) -> AEV
     params = AEV_PRESETS[preset]().to_dict()
     if toml_path is None:
         return AEVParams.from_dict(params)
-    with _naming(toml_path):
-        params.update(_table(read_toml(toml_path), "aev"))
+    with naming(toml_path):
+        params.update(toml_table(read_toml(toml_path), "aev"))
         return AEVParams.from_dict(params)
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as a dict; ValueError with the path when it cannot be parsed."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
-
-
-def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
-    """The `[name]` table of a TOML file's data; a SettingsError if it is no table."""
-    table = data.get(name, {})
-    if not isinstance(table, dict):
-        raise SettingsError(f"[{name}] must be a table, got {table!r}")
-    return table
-
-
-@contextlib.contextmanager
-def _naming(path: Path):
-    """A SettingsError from settings that a TOML file gave, naming the file."""
-    try:
-        yield
-    except SettingsError as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise SettingsError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -354,7 +298,7 @@ class TrainSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
         """Inverse of `to_dict`; unknown keys are an error."""
-        return _from_known_fields(cls, data, "train setting")
+        return from_known_fields(cls, data, "train setting")
 
 
 # TorchANI's ANINetworks.like_2x (ANI-2x's networks).
@@ -400,7 +344,7 @@ def load_train_settings(
     data.update({k: v for k, v in overrides.items() if v is not None})
     if toml_path is None:
         return TrainSettings.from_dict(data)
-    with _naming(toml_path):
-        from_file = _table(read_toml(toml_path), "train")
+    with naming(toml_path):
+        from_file = toml_table(read_toml(toml_path), "train")
         overrides = {k: v for k, v in overrides.items() if v is not None}
         return TrainSettings.from_dict({**data, **from_file, **overrides})

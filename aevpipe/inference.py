@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from aevpipe.aev import batch_conformations, build_aev_computer, element_rows
+from aevpipe.blocks import element_counts
 from aevpipe.config import AEVParams
-from aevpipe.loader import element_counts
 from aevpipe.runs import load_best
 from aevpipe.sae import SelfEnergies
 

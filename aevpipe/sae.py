@@ -19,8 +19,8 @@ import numpy as np
 from torchani.constants import GSAES
 
 from aevpipe import keys
+from aevpipe.blocks import element_counts
 from aevpipe.errors import SettingsError
-from aevpipe.loader import element_counts
 from aevpipe.store import ShardStore
 
 REFERENCE_LOT = "wb97x-631gd"

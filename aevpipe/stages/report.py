@@ -18,8 +18,9 @@ import torch
 
 from aevpipe import figures, keys, runs
 from aevpipe.aev import resolve_device
+from aevpipe.blocks import key_parts
 from aevpipe.errors import RunError
-from aevpipe.loader import ShardLoader, key_parts
+from aevpipe.loader import ShardLoader
 from aevpipe.objective import evaluate
 from aevpipe.report_markdown import html, markdown
 from aevpipe.runs import load_best
