@@ -12,7 +12,9 @@ the format is unchanged.
         --data data/synth-full --rounds 2 --json benchmarks/results/compare.json
 
 `--baseline` is a checkout of the code to compare with (e.g. a `git worktree`);
-`--env NAME=VALUE` adds a run of this checkout with that environment variable set.
+`--env NAME=VALUE` adds a run of this checkout with that environment variable set;
+`--env AEV_DTYPE=float32` one that stores its AEVs in that dtype. Every run of this
+checkout in the first round is compared with the baseline's store.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ import zarr
 from benchmarks.common import machine, write_json
 
 CHILD = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 from pathlib import Path
 from aevpipe.config import FeaturizeSettings
 from aevpipe.stages.featurize import featurize
 out, files = sys.argv[1], sys.argv[2:]
 t = time.perf_counter()
-s = featurize(files, Path(out), FeaturizeSettings(), progress=False)
+dtype = {"aev_dtype": os.environ["AEV_DTYPE"]} if "AEV_DTYPE" in os.environ else {}
+s = featurize(files, Path(out), FeaturizeSettings(**dtype), progress=False)
 seconds = time.perf_counter() - t
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "peak_rss_mib": peak,
@@ -124,22 +127,28 @@ def main() -> None:
         variants[f"this, {pair}"] = (here, {name: value})
     work = Path(tempfile.mkdtemp(prefix="aevpipe-compare-", dir=args.workdir))
     results: dict[str, list[dict]] = {name: [] for name in variants}
+    verdicts: dict[str, str] = {}
     try:
         for r in range(args.rounds):
             for name, (src, env) in variants.items():
                 out = work / f"{r}-{len(results[name])}-{name.split(',')[0]}"
                 results[name].append(run(src, files, out, env))
                 print(name, results[name][-1], flush=True)
-                if r == 0 and name == "this":
-                    verdict = compare_stores(work / "0-0-baseline", out)
-                    print("stores:", verdict, flush=True)
+                if r == 0 and name != "baseline":
+                    verdicts[name] = compare_stores(work / "0-0-baseline", out)
+                    print("stores:", verdicts[name], flush=True)
                 if not (r == 0 and name == "baseline"):
                     shutil.rmtree(out)
             shutil.rmtree(work / "0-0-baseline", ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = np.median([x["seconds"] for x in results["baseline"]])
-    summary = {"machine": machine(), "files": files, "stores": verdict, "runs": results}
+    summary = {
+        "machine": machine(),
+        "files": files,
+        "stores": verdicts,
+        "runs": results,
+    }
     for name, runs in results.items():
         seconds = float(np.median([x["seconds"] for x in runs]))
         conf = runs[0]["conformations"]
