@@ -60,13 +60,18 @@ class Potential:
         counts = element_counts(species, len(self.elements))
         return atomic + counts @ self.self_energies
 
-    def forces(self, species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
-        """(n, A, 3) float64 Hartree/Angstrom: minus the gradient of the members'
-        mean energy, for conformations as in `energies`. The AEVs come from the
-        same AEVComputer calls as `element_rows` makes, with autograd on."""
+    def energies_and_forces(
+        self, species: np.ndarray, coordinates: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`energies`, and (n, A, 3) float64 Hartree/Angstrom forces: minus the
+        gradient of the members' mean energy, in one pass. The AEVs come from the
+        same AEVComputer calls, on the same batches, as `element_rows` makes, with
+        autograd on; the networks run a batch at a time, so energies may differ
+        from `energies` in float32's last place."""
         n, a = species.shape
         step = batch_conformations(a)
-        out = np.empty((n, a, 3))
+        members = np.empty((self.members, n))
+        forces = np.empty((n, a, 3))
         for i in range(0, n, step):
             j = min(n, i + step)
             s = torch.from_numpy(species[i:j]).to(self.device, torch.long)
@@ -80,7 +85,9 @@ class Potential:
                 if len(atoms):
                     aev[element] = aevs.index_select(0, atoms)
                     conf[element] = atoms // a
-            energy = self.model(aev, conf, j - i).mean(0).sum()
-            (grad,) = torch.autograd.grad(energy, xyz)
-            out[i:j] = -grad.double().cpu().numpy()
-        return out
+            atomic = self.model(aev, conf, j - i)
+            (grad,) = torch.autograd.grad(atomic.mean(0).sum(), xyz)
+            members[:, i:j] = atomic.detach().double().cpu().numpy()
+            forces[i:j] = -grad.double().cpu().numpy()
+        counts = element_counts(species, len(self.elements))
+        return members + counts @ self.self_energies, forces

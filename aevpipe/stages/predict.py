@@ -245,14 +245,15 @@ def _predict_chunk(
         symbols, potential.elements, path, chunk.group or "frame", chunk.index
     )
     factor = UNITS[columns.units][1]
-    members = potential.energies(species, chunk.coordinates) * factor
+    forces = None
+    if columns.forces:
+        members, forces = potential.energies_and_forces(species, chunk.coordinates)
+        forces *= factor
+    else:
+        members = potential.energies(species, chunk.coordinates)
+    members *= factor
     # Unbiased, as TorchANI's query-by-committee spread.
     spread = members.std(0, ddof=1) if len(members) > 1 else None
-    forces = (
-        potential.forces(species, chunk.coordinates) * factor
-        if columns.forces
-        else None
-    )
     outside = potential.outside_fit(species)
     u = columns.suffix
     for k in range(len(species)):

@@ -176,6 +176,18 @@ def test_predict_forces_units_and_extended_xyz(run, release_file, tmp_path):
         [f.info["energy_pred_ev"] * scale for f in frames],
         rtol=1e-9,
     )
+    # One pass gives energies and forces: the energies are those without --forces.
+    plain = runner.invoke(
+        cli, ["predict", str(run), str(xyz), "-u", "kcal/mol", "-o", "-"]
+    )
+    np.testing.assert_allclose(
+        [float(r["energy_pred_kcal_mol"]) for r in rows],
+        [
+            float(r["energy_pred_kcal_mol"])
+            for r in csv.DictReader(plain.stdout.splitlines())
+        ],
+        rtol=1e-7,
+    )
     forces = np.array([r["forces_kcal_mol_per_angstrom"].split() for r in rows], float)
     np.testing.assert_allclose(
         forces.reshape(3, 3, 3),
