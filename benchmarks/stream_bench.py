@@ -8,7 +8,7 @@ The store is made from a share of the synthetic s01-s04 (each molecule's first
 not fit resident in this machine's 24 GiB beside the training. Each mode trains
 `--epochs` epochs at batch 256 in a fresh process, the two modes alternated
 `--rounds` times; conformations/s over epochs 2 onward, validation included.
-`--dtype float16` (or bfloat16) makes the store 16-bit.
+`--dtype` sets how the store holds its AEVs (default: featurize's default).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from aevpipe.config import FeaturizeSettings
 from benchmarks.common import (
     machine,
     peak_rss_mib,
@@ -52,7 +53,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--resident-limit", type=int, default=12 << 30)
-    ap.add_argument("--dtype", default="float32", help="how the store holds its AEVs")
+    ap.add_argument(
+        "--dtype",
+        default=FeaturizeSettings().aev_dtype,
+        help="how the store holds its AEVs (default: featurize's)",
+    )
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -60,7 +65,6 @@ def main() -> None:
         store, run, epochs, limit = args.child
         print(json.dumps(child(store, run, int(epochs), int(limit))))
         return
-    from aevpipe.config import FeaturizeSettings
     from aevpipe.stages.featurize import featurize
     from aevpipe.store import ShardStore
 
