@@ -17,24 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from aevpipe import keys, store
 from aevpipe.aev import TORCHANI_VERSION, resolve_device
-from aevpipe.ani1 import ANI1File, MoleculeInfo
+from aevpipe.ani1 import MoleculeInfo
 from aevpipe.config import FeaturizeSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.executors import cpu_cores, make_executor, threads_per_worker
 from aevpipe.folders import only_writer
 from aevpipe.plan import MoleculeShape, make_plan, molecule_splits
+from aevpipe.stages.inputs import (
+    hashed_sources,
+    progress_bar,
+    refuse_repeats,
+    scan_inputs,
+)
 from aevpipe.units import (
     SegmentSource,
     UnitTask,
     close_readers,
     run_unit,
-    species_indices,
 )
 
 
@@ -80,11 +83,6 @@ class FeaturizeSummary:
         return out
 
 
-def _bar(progress: bool, desc: str, **kwargs) -> tqdm:
-    """A progress bar on stderr (none unless `progress`)."""
-    return tqdm(desc=desc, dynamic_ncols=True, disable=not progress, **kwargs)
-
-
 class _Run(NamedTuple):
     """How a featurize runs, apart from what it makes."""
 
@@ -93,93 +91,6 @@ class _Run(NamedTuple):
     scheduler: str | None
     overwrite: bool
     progress: bool
-
-
-class Scan(NamedTuple):
-    """What the scan found: the molecules to featurize, the bad ones skipped (their
-    errors), and which files say they hold synthetic data."""
-
-    molecules: list[MoleculeInfo]
-    skipped: list[str]
-    synthetic: dict[str, bool]
-
-
-def scan_inputs(
-    files: list[str], settings: FeaturizeSettings, progress: bool = False
-) -> Scan:
-    """Every molecule group of every file, its structure checked (and its values,
-    when bad groups are to be skipped); bad ones raise or are skipped."""
-    elements = settings.aev.elements
-    good: list[MoleculeInfo] = []
-    skipped: list[str] = []
-    synthetic: dict[str, bool] = {}
-    with _bar(progress, "scan", unit="group", delay=1) as bar:
-        for path in files:
-            with ANI1File(path) as reader:
-                for group, info in reader.scan():
-                    bar.update()
-                    try:
-                        if isinstance(info, InputError):
-                            raise info
-                        # The units' own check, before anything is written.
-                        species_indices(np.array([info.symbols]), elements, path, group)
-                        if settings.skip_invalid:
-                            size = max(1, settings.block_atoms // info.n_atoms)
-                            reader.check_finite(group, size)
-                        good.append(info)
-                    except InputError as exc:
-                        if not settings.skip_invalid:
-                            raise
-                        skipped.append(str(exc))
-                synthetic[path] = reader.is_synthetic()
-    if not good:
-        raise InputError(
-            ", ".join(files), None, "no valid molecule groups to featurize"
-        )
-    return Scan(good, skipped, synthetic)
-
-
-def sha256_file(path: str, on_read=None) -> str:
-    """Hex sha256 of a file, read in 4 MiB blocks (`on_read(n)` after each)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-            if on_read is not None:
-                on_read(len(block))
-    return digest.hexdigest()
-
-
-def _sources(
-    files: list[str], synthetic: dict[str, bool], progress: bool
-) -> list[dict[str, Any]]:
-    """The input files as the store's `sources` attribute, each with its sha256."""
-    sizes = [Path(f).stat().st_size for f in files]
-    with _bar(
-        progress, "sha256", total=sum(sizes), unit="B", unit_scale=True, delay=1
-    ) as bar:
-        return [
-            {
-                "path": str(Path(f).resolve()),
-                "name": Path(f).name,
-                "sha256": sha256_file(f, bar.update),
-                "size": size,
-                "synthetic": synthetic[f],
-            }
-            for f, size in zip(files, sizes, strict=True)
-        ]
-
-
-def _refuse_repeats(identities: list[str], files: list[str], what: str) -> None:
-    """An InputError when two inputs are one (the same path, or the same content
-    under two names): their conformations would land in training and test alike."""
-    first: dict[str, str] = {}
-    for identity, file in zip(identities, files, strict=True):
-        if identity in first:
-            earlier = first[identity]
-            message = f"{what} {earlier}" if what.endswith("as") else what
-            raise InputError(file, None, f"{message}: give each input once")
-        first[identity] = file
 
 
 def _job_fingerprint(attrs: dict[str, Any]) -> str:
@@ -266,7 +177,7 @@ def featurize(
     files, out = [str(f) for f in files], Path(out)
     # A bad device fails before any reading.
     run = _Run(resolve_device(settings.device), workers, scheduler, overwrite, progress)
-    _refuse_repeats([str(Path(f).resolve()) for f in files], files, "is given twice")
+    refuse_repeats([str(Path(f).resolve()) for f in files], files, "is given twice")
     molecules, skipped, synthetic = scan_inputs(files, settings, progress)
     elements = settings.aev.elements
     shapes = [
@@ -277,8 +188,8 @@ def featurize(
     ]
     plan = make_plan(shapes, settings.block_size, settings.split, settings.block_atoms)
     used = list(dict.fromkeys(m.file for m in molecules))
-    sources = _sources(used, synthetic, progress)
-    _refuse_repeats([s["sha256"] for s in sources], used, "holds the same bytes as")
+    sources = hashed_sources(used, synthetic, progress)
+    refuse_repeats([s["sha256"] for s in sources], used, "holds the same bytes as")
     attrs = _store_attrs(molecules, sources, settings, plan)
     summary = FeaturizeSummary(store=str(out), status="written")
     summary.skipped_molecules = skipped
@@ -307,7 +218,9 @@ def _write_store(out, attrs, plan, molecules, settings, summary, run) -> None:
     try:
         _run_units(out, todo, molecules, settings, run)
         n_arrays = len(store.specs_of(attrs))
-        bar = _bar(run.progress, "manifest", total=n_arrays, unit="array", delay=1)
+        bar = progress_bar(
+            run.progress, "manifest", total=n_arrays, unit="array", delay=1
+        )
         with bar:
             manifest = store.finish(
                 out,
@@ -387,7 +300,9 @@ def _run_units(out, units, molecules, settings, run: _Run):
         for u in units
     ]
     total = sum(u.n_conformations for u in units)
-    bar = _bar(run.progress, "featurize", total=total, unit="conf", unit_scale=True)
+    bar = progress_bar(
+        run.progress, "featurize", total=total, unit="conf", unit_scale=True
+    )
     try:
         with bar, _torch_threads(per_unit if in_process else torch.get_num_threads()):
             for stats in executor.map_unordered(run_unit, tasks):

@@ -21,7 +21,8 @@ from aevpipe.ani1 import ANI1File
 from aevpipe.config import AEVParams, FeaturizeSettings, SplitSettings
 from aevpipe.errors import InputError, StoreError, StoreWriteError
 from aevpipe.stages import featurize as stage
-from aevpipe.stages.featurize import featurize, sha256_file
+from aevpipe.stages.featurize import featurize
+from aevpipe.stages.inputs import sha256_file
 from aevpipe.store import (
     ShardStore,
     array_checksum,
