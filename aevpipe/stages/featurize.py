@@ -141,6 +141,27 @@ def _store_attrs(
     return attrs
 
 
+def _differences(existing: dict[str, Any], attrs: dict[str, Any]) -> str:
+    """What a store's making differs in from this request, in a user's words."""
+
+    def dtype(a: dict[str, Any]) -> str:
+        return a.get(keys.ATTR_AEV_DTYPE, "float32")
+
+    def inputs(a: dict[str, Any]) -> list[str]:
+        return [source["sha256"] for source in a.get(keys.ATTR_SOURCES, [])]
+
+    found = []
+    if dtype(existing) != dtype(attrs):
+        found.append(f"--dtype: {dtype(existing)} there, {dtype(attrs)} asked")
+    if inputs(existing) != inputs(attrs):
+        found.append("input files")
+    if existing.get(keys.ATTR_AEV_PARAMS) != attrs[keys.ATTR_AEV_PARAMS]:
+        found.append("AEV parameters")
+    if existing.get(keys.ATTR_SPLIT) != attrs[keys.ATTR_SPLIT]:
+        found.append("split")
+    return ", ".join(found) or "work units: block sizes, or another aevpipe version"
+
+
 def _prepare_store(out: Path, attrs: dict[str, Any], overwrite: bool) -> str:
     """Decide what to do with `out`: 'new', 'resume' or 'complete'."""
     if overwrite:
@@ -154,8 +175,8 @@ def _prepare_store(out: Path, attrs: dict[str, Any], overwrite: bool) -> str:
         )
     if existing.get(keys.ATTR_PLAN) != attrs[keys.ATTR_PLAN]:
         raise StoreError(
-            f"{out}: holds a store made from other inputs or settings; "
-            "pass --overwrite to replace it"
+            f"{out}: holds a store made from other inputs or settings "
+            f"({_differences(existing, attrs)}); pass --overwrite to replace it"
         )
     if not store.is_complete(out):
         return "resume"

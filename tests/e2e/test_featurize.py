@@ -528,5 +528,5 @@ def test_half_precision_stores_hold_the_float32_aevs_rounded(
     )
     # Rerunning the same command finds it complete; asking another dtype is refused.
     featurize([str(release_file)], half, settings(aev_dtype=dtype), progress=False)
-    with pytest.raises(StoreError, match="other inputs or settings"):
+    with pytest.raises(StoreError, match=f"--dtype: {dtype} there, float32 asked"):
         featurize([str(release_file)], half, settings(), progress=False)
