@@ -8,6 +8,7 @@ chunk that does not decode is one error naming the array and rows.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from pathlib import Path
 from typing import Any
@@ -119,15 +120,9 @@ class ShardStore:
         """Rows [start, stop) of one array (AEVs as float32 whatever the store
         holds); a StoreError naming the array and rows when a chunk of them is
         missing or does not decode."""
-        try:
+        with self._decoding(n_atoms, name, element, start, stop):
             values = self.array(n_atoms, name, element)[start:stop]
             return decode_aev(values, self.aev_dtype) if name == keys.AEV else values
-        except (RuntimeError, ValueError) as exc:  # Blosc's and Zarr's decoding
-            where = keys.array_path(n_atoms, name, element)
-            raise StoreError(
-                f"{self.path}: {where} rows {start}-{stop} do not decode ({exc}): "
-                f"the store is damaged ({DAMAGED})"
-            ) from None
 
     def read_aev_into(
         self, n_atoms: int, element: str, start: int, stop: int, out: np.ndarray
@@ -136,14 +131,23 @@ class ShardStore:
         float32 store, Zarr decompresses each whole chunk straight into `out`,
         with no array in between; a 16-bit store's rows are read and converted
         into `out`."""
-        try:
+        with self._decoding(n_atoms, keys.AEV, element, start, stop):
             array = self.array(n_atoms, keys.AEV, element)
             if self.aev_dtype == "float32":
                 array.get_basic_selection(slice(start, stop), out=out)
             else:
                 decode_aev_into(array[start:stop], self.aev_dtype, out)
-        except (RuntimeError, ValueError) as exc:  # Blosc's and Zarr's decoding
-            where = keys.array_path(n_atoms, keys.AEV, element)
+
+    @contextlib.contextmanager
+    def _decoding(
+        self, n_atoms: int, name: str, element: str | None, start: int, stop: int
+    ):
+        """Blosc's and Zarr's decoding errors as one StoreError naming the array
+        and rows being read."""
+        try:
+            yield
+        except (RuntimeError, ValueError) as exc:
+            where = keys.array_path(n_atoms, name, element)
             raise StoreError(
                 f"{self.path}: {where} rows {start}-{stop} do not decode ({exc}): "
                 f"the store is damaged ({DAMAGED})"
