@@ -188,8 +188,8 @@ class FeaturizeSettings:
     device: str = "auto"
     skip_invalid: bool = False
     threads: int = 0  # in-process unit threads; 0: one per core (at most 4) on CPU
-    # How AEVs are stored, one of AEV_DTYPES: float16 holds them in 0.43x the bytes
-    # of float32 at no accuracy cost measured (benchmarks/RESULTS.md).
+    # How AEVs are stored, one of AEV_DTYPES: float16 holds them in under half the
+    # bytes of float32 at no accuracy cost measured (benchmarks/RESULTS.md).
     aev_dtype: str = "float16"
 
     def __post_init__(self) -> None:
