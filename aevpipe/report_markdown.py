@@ -5,6 +5,7 @@ HTML is the Markdown through Python-Markdown."""
 from __future__ import annotations
 
 import math
+from html import escape
 from typing import Any
 
 
@@ -244,4 +245,5 @@ def html(text: str, title: str) -> str:
     import markdown as md
 
     body = md.markdown(text, extensions=["tables"])
-    return HTML_PAGE.format(title=f"aevpipe report: {title}", body=body)
+    # The title is a run's path, which may hold '&' or '<'.
+    return HTML_PAGE.format(title=escape(f"aevpipe report: {title}"), body=body)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from aevpipe import runs
 from aevpipe.cli import cli
 from aevpipe.config import load_train_settings
+from aevpipe.report_markdown import html
 from aevpipe.stages.report import build_report, write_report
 from aevpipe.stages.train import train
 
@@ -75,6 +76,11 @@ def test_cli_report_latest_and_json(run, tmp_path):
     data = json.loads(result.output)
     assert data["run"] == str(run)
     assert (tmp_path / "rep" / "parity.png").is_file()
+
+
+def test_html_title_is_escaped():
+    page = html("text", "runs/a&b<c")
+    assert "<title>aevpipe report: runs/a&amp;b&lt;c</title>" in page
 
 
 def test_cli_report_bad_run(tmp_path):
