@@ -30,8 +30,16 @@ from benchmarks.common import machine, write_json
 
 
 def steady_rate(history: list[dict], n_train: int) -> float:
-    """Conformations/s over whole epochs after the first."""
-    later = history[1:] or history
+    """Conformations/s over whole epochs after the first. An aevpipe epoch that
+    `max_time` cut short (it records fewer than `n_train` conformations) is left
+    out: it trained on part of the split but validated on all of it."""
+    whole = [
+        h
+        for h in history
+        if "conformations_per_s" not in h
+        or h["conformations_per_s"] * h["epoch_seconds"] > n_train - 0.5
+    ]
+    later = whole[1:] or whole
     return n_train * len(later) / sum(h["epoch_seconds"] for h in later)
 
 

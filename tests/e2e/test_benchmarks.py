@@ -15,6 +15,7 @@ from aevpipe.ani1 import ANI1File
 from benchmarks.common import replicate
 from benchmarks.scale_bench import count, subsample
 from benchmarks.suite import BEGIN, END, write_section
+from benchmarks.train_bench import steady_rate
 
 
 def test_subsample_keeps_each_molecules_first_share(release_file, tmp_path):
@@ -31,6 +32,16 @@ def test_subsample_keeps_each_molecules_first_share(release_file, tmp_path):
                 a[m.group]["coordinates"][:n] == b[m.group]["coordinates"][()]
             ).all()
     assert count([made]) == sum(m.n_conformations for m in part)
+
+
+def test_steady_rate_leaves_out_the_first_and_a_cut_short_epoch():
+    def epoch(n, seconds):
+        return {"conformations_per_s": n / seconds, "epoch_seconds": seconds}
+
+    history = [epoch(100, 5.0), epoch(100, 1.0), epoch(100, 1.0), epoch(30, 0.5)]
+    assert steady_rate(history, 100) == pytest.approx(100.0)
+    baseline = [{"epoch_seconds": s} for s in (5.0, 1.0, 2.0)]  # whole epochs
+    assert steady_rate(baseline, 100) == pytest.approx(200 / 3)
 
 
 def test_generated_section_is_appended_then_replaced(tmp_path):
