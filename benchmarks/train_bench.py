@@ -5,7 +5,9 @@ the same conformations), on this machine, in one run:
 
 - throughput: conformations/s over whole epochs (validation included; the first
   epoch is left out as warm-up) at each batch size, for aevpipe, TorchANI's recipe
-  (`simple_ani`) and TorchANI's loop with aevpipe's ANI-1x networks;
+  (`simple_ani`) and TorchANI's loop with aevpipe's ANI-1x networks; with
+  `--rounds N` the three take turns N times (this machine's speed drifts by up
+  to a third within minutes) and each one's rate pools its rounds' epochs;
 - accuracy: aevpipe's default preset and TorchANI's recipe (batch 256) each trained
   for the same wall time: time to validation RMSE < 1 kcal/mol, best validation
   RMSE, and test RMSE of the best-by-validation model.
@@ -29,18 +31,29 @@ from benchmarks import torchani_baseline as baseline
 from benchmarks.common import machine, write_json
 
 
-def steady_rate(history: list[dict], n_train: int) -> float:
-    """Conformations/s over whole epochs after the first. An aevpipe epoch that
-    `max_time` cut short (it records fewer than `n_train` conformations) is left
-    out: it trained on part of the split but validated on all of it."""
+def steady_epochs(history: list[dict], n_train: int) -> list[dict]:
+    """Whole epochs after the first. An aevpipe epoch that `max_time` cut short
+    (it records fewer than `n_train` conformations) is left out: it trained on
+    part of the split but validated on all of it."""
     whole = [
         h
         for h in history
         if "conformations_per_s" not in h
         or h["conformations_per_s"] * h["epoch_seconds"] > n_train - 0.5
     ]
-    later = whole[1:] or whole
-    return n_train * len(later) / sum(h["epoch_seconds"] for h in later)
+    return whole[1:] or whole
+
+
+def steady_rate(history: list[dict], n_train: int) -> float:
+    """Conformations/s over `steady_epochs`."""
+    return pooled_rate([history], n_train)
+
+
+def pooled_rate(histories: list[list[dict]], n_train: int) -> float:
+    """Conformations/s over the steady epochs of several runs: their
+    conformations over their seconds."""
+    epochs = [h for history in histories for h in steady_epochs(history, n_train)]
+    return n_train * len(epochs) / sum(h["epoch_seconds"] for h in epochs)
 
 
 def time_to(history: list[dict], threshold: float) -> float | None:
@@ -75,6 +88,12 @@ def main() -> None:
     ap.add_argument("--throughput-seconds", type=float, default=60)
     ap.add_argument(
         "--epochs", type=int, default=0, help="throughput runs of this many epochs"
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="throughput runs of each system, taking turns; rates pooled",
     )
     ap.add_argument("--accuracy-seconds", type=float, default=600)
     ap.add_argument(
@@ -116,22 +135,34 @@ def main() -> None:
             f"{'recipe, data in RAM':>20s} {'loop, aevpipe nets':>20s}"
         )
         for bs in (int(b) for b in args.batch_sizes.split(",") if b):
-            ours = run_aevpipe(
-                store,
-                Path(tmp) / f"run{bs}",
-                None if args.epochs else seconds,
-                batch_size=bs,
-                early_stop=0,
-                schedule="none",
-                **limit,
-            )
-            recipe = baseline.train("recipe", splits, bs, seconds, **limit)
-            same = baseline.train("ani1x-nets", splits, bs, seconds, **limit)
+            # The systems take turns, round by round, so that this machine's
+            # slow and fast spells fall on each of them alike.
+            turns: dict[str, list[dict]] = {"ours": [], "recipe": [], "same": []}
+            for r in range(args.rounds):
+                turns["ours"].append(
+                    run_aevpipe(
+                        store,
+                        Path(tmp) / f"run{bs}-{r}",
+                        None if args.epochs else seconds,
+                        batch_size=bs,
+                        early_stop=0,
+                        schedule="none",
+                        **limit,
+                    )
+                )
+                for kind, name in (("recipe", "recipe"), ("ani1x-nets", "same")):
+                    turn = baseline.train(kind, splits, bs, seconds, **limit)
+                    turns[name].append(turn)
+            rate = {
+                name: pooled_rate([x["history"] for x in done], done[0]["n_train"])
+                for name, done in turns.items()
+            }
             row = {
                 "batch_size": bs,
-                "aevpipe": steady_rate(ours["history"], ours["n_train"]),
-                "torchani_recipe": steady_rate(recipe["history"], recipe["n_train"]),
-                "torchani_ani1x_nets": steady_rate(same["history"], same["n_train"]),
+                "rounds": args.rounds,
+                "aevpipe": rate["ours"],
+                "torchani_recipe": rate["recipe"],
+                "torchani_ani1x_nets": rate["same"],
             }
             if len(args.src) == 1 and not args.epochs:  # the example reads one file
                 shipped = baseline.train_shipped(args.src[0], tmp, bs, seconds)
