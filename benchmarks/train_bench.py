@@ -137,9 +137,13 @@ def main() -> None:
         for bs in (int(b) for b in args.batch_sizes.split(",") if b):
             # The systems take turns, round by round, so that this machine's
             # slow and fast spells fall on each of them alike.
-            turns: dict[str, list[dict]] = {"ours": [], "recipe": [], "same": []}
+            turns: dict[str, list[dict]] = {
+                "aevpipe": [],
+                "torchani_recipe": [],
+                "torchani_ani1x_nets": [],
+            }
             for r in range(args.rounds):
-                turns["ours"].append(
+                turns["aevpipe"].append(
                     run_aevpipe(
                         store,
                         Path(tmp) / f"run{bs}-{r}",
@@ -150,20 +154,17 @@ def main() -> None:
                         **limit,
                     )
                 )
-                for kind, name in (("recipe", "recipe"), ("ani1x-nets", "same")):
-                    turn = baseline.train(kind, splits, bs, seconds, **limit)
-                    turns[name].append(turn)
-            rate = {
-                name: pooled_rate([x["history"] for x in done], done[0]["n_train"])
-                for name, done in turns.items()
-            }
-            row = {
-                "batch_size": bs,
-                "rounds": args.rounds,
-                "aevpipe": rate["ours"],
-                "torchani_recipe": rate["recipe"],
-                "torchani_ani1x_nets": rate["same"],
-            }
+                for kind, name in (
+                    ("recipe", "torchani_recipe"),
+                    ("ani1x-nets", "torchani_ani1x_nets"),
+                ):
+                    turns[name].append(
+                        baseline.train(kind, splits, bs, seconds, **limit)
+                    )
+            row = {"batch_size": bs, "rounds": args.rounds}
+            for name, done in turns.items():
+                histories = [x["history"] for x in done]
+                row[name] = pooled_rate(histories, done[0]["n_train"])
             if len(args.src) == 1 and not args.epochs:  # the example reads one file
                 shipped = baseline.train_shipped(args.src[0], tmp, bs, seconds)
                 row["torchani_recipe_shipped"] = steady_rate(
